@@ -1,0 +1,35 @@
+# Two entry points for people: `make run` (install, then serve the bundled document) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install install-test system-test-deps run test bench
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch first, pinned to the CPU build; otherwise sentence-transformers pulls a multi-GB CUDA build.
+install: $(PY)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e .
+
+install-test: install system-test-deps
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+
+# Headless Chromium for the browser tests and wrk for the load benchmark, from Debian.
+system-test-deps:
+	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium wrk >/dev/null; \
+	fi
+
+run: install
+	$(VENV)/bin/qa serve --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(VENV)/bin/python -m pytest -q
+
+bench: install-test
+	$(VENV)/bin/python bench/run.py --json artifacts/bench.json

@@ -1,0 +1,87 @@
+"""Reading the corpus: every `.txt` and `.md` file under a folder is one document.
+
+Documents are read as UTF-8 (a BOM dropped) with universal newlines; every offset in the project indexes that text.
+A document's id is its path relative to the corpus folder, without extension, with `/` separators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .formats import PARSERS
+from .formats.layout import Paragraph, Section
+
+log = logging.getLogger(__name__)
+
+
+class CorpusError(Exception):
+    """The corpus cannot be indexed as it stands (missing folder, two files with one id)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    path: str  # relative to the corpus folder
+    sha256: str  # of the file's bytes
+    title: str
+    byline: str | None
+    text: str
+    sections: tuple[Section, ...]
+    paragraphs: tuple[Paragraph, ...]
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 with a BOM dropped and universal newlines, as `open(..., encoding="utf-8-sig")` reads it."""
+    text = raw.decode("utf-8-sig")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def corpus_files(corpus: Path) -> dict[str, Path]:
+    """Map document id -> file for every supported file under `corpus`; two files with one id are an error."""
+    if not corpus.is_dir():
+        raise CorpusError(f"corpus folder not found: {corpus}")
+    files: dict[str, Path] = {}
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in PARSERS):
+        doc_id = path.relative_to(corpus).with_suffix("").as_posix()
+        if doc_id in files:
+            raise CorpusError(f"two files would share the document id {doc_id!r}: {files[doc_id]} and {path}")
+        files[doc_id] = path
+    return files
+
+
+def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
+    """Parse one file's bytes; raises UnicodeDecodeError for text that is not UTF-8."""
+    text = decode(raw)
+    layout = PARSERS[Path(relative_path).suffix.lower()](text)
+    return Document(
+        id=doc_id,
+        path=relative_path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        title=layout.title or Path(doc_id).name,
+        byline=layout.byline,
+        text=text,
+        sections=tuple(layout.sections),
+        paragraphs=tuple(layout.paragraphs),
+    )
+
+
+def read_document(corpus: Path, doc_id: str, path: Path) -> Document | None:
+    """Read one file; a file that cannot be decoded is logged and skipped (None)."""
+    try:
+        return parse_document(doc_id, path.relative_to(corpus).as_posix(), path.read_bytes())
+    except UnicodeDecodeError as exc:
+        log.warning("skipped %s: not UTF-8 text (%s)", path, exc.reason)
+        return None
+
+
+def read_corpus(corpus: Path) -> list[Document]:
+    """Every readable document under `corpus`, in id order."""
+    documents = (read_document(corpus, doc_id, path) for doc_id, path in corpus_files(corpus).items())
+    return [doc for doc in documents if doc is not None]

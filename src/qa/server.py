@@ -1,0 +1,41 @@
+"""Running the app: gunicorn with threaded workers (keep-alive works), or Flask's reloader with `--dev`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+THREADS_PER_WORKER = 4
+KEEPALIVE_SECONDS = 5
+
+
+def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = False) -> None:
+    from .app import create_app
+
+    if dev:
+        create_app(config).run(host=host, port=port, debug=False, use_reloader=True)
+        return
+
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                "workers": max(1, workers),
+                "worker_class": "gthread",
+                "threads": THREADS_PER_WORKER,
+                "keepalive": KEEPALIVE_SECONDS,
+                "timeout": 60,
+                "graceful_timeout": 10,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": "info",
+                "proc_name": "qa",
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(config)  # in each worker: every worker loads the index and model once
+
+    Server().run()
