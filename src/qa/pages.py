@@ -1,18 +1,35 @@
-"""The HTML pages: the search form with its results, and the document reader. Server-rendered; JS only enhances."""
+"""The HTML pages: the search form with its results, the document list and the reader. Server-rendered; JS only enhances."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from dataclasses import dataclass, field
+from itertools import groupby
 
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+
+from .chunking import Chunk
+from .documents import Document
+from .formats.layout import INTRODUCTION
 from .index import IndexUnavailable
-from .search import DEFAULT_K, MAX_QUERY_CHARS, QueryError
+from .search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS, QueryError, Searcher
 
 bp = Blueprint("pages", __name__)
 
-MORE_STEP = 5
+MORE_STEP = 5  # "More results" asks for this many more passages
+EXAMPLE_COUNT = 4
+EXAMPLE_TITLE_MAX_CHARS = 40  # longer section titles make clumsy example questions
+EXAMPLE_QUESTION = "What does the document say about {}?"
+GENERIC_SECTIONS = {INTRODUCTION.casefold(), "abstract", "conclusion", "conclusions", "references", "acknowledgements",
+                    "acknowledgments"}  # titles that make no useful example question
+
+EMPTY_QUERY = "Please type a question to search the document."
+TOO_LONG_QUERY = f"That question is too long: please keep it under {MAX_QUERY_CHARS} characters."
+INDEX_DOWN = "The search index is not available right now. Please try again in a moment."
+
+Segments = list[tuple[str, bool]]  # (text, is_marked) runs
 
 
-def marked_segments(text: str, offset: int, marks: list[dict]) -> list[tuple[str, bool]]:
+def marked_segments(text: str, offset: int, marks: list[dict]) -> Segments:
     """Split `text` (which starts at document offset `offset`) into (piece, is_marked) runs."""
     segments, cursor = [], 0
     for mark in sorted(marks, key=lambda m: m["start"]):
@@ -25,7 +42,7 @@ def marked_segments(text: str, offset: int, marks: list[dict]) -> list[tuple[str
     return [s for s in segments if s[0]]
 
 
-def _searcher():
+def _searcher() -> Searcher:
     from .app import index_holder
 
     return index_holder(current_app).get()
@@ -35,46 +52,101 @@ def error_page(status: int, message: str):
     return render_template("error.html", status=status, message=message), status
 
 
-@bp.get("/")
-def search_page():
-    query = request.args.get("q", "")
-    k = request.args.get("k", str(DEFAULT_K))
-    k = int(k) if k.isdigit() and 1 <= int(k) <= 50 else DEFAULT_K
-    document = request.args.get("document") or None
-    context = {"query": query, "k": k, "document": document, "response": None, "error": None,
-               "max_chars": MAX_QUERY_CHARS, "more_k": min(k + MORE_STEP, 50), "documents": [],
-               "examples": []}
-    try:
-        searcher = _searcher()
-    except IndexUnavailable:
-        context["error"] = "The search index is not available right now. Please try again in a moment."
-        return render_template("search.html", **context), 503
-    context["documents"] = list(searcher.index.documents.values())
-    context["examples"] = example_questions(searcher)
-    if "q" in request.args:
-        try:
-            response = searcher.search(query, k, document)
-        except QueryError as exc:
-            context["error"] = friendly(exc)
-            return render_template("search.html", **context), 400
-        for r in response["results"]:
-            r["segments"] = marked_segments(r["text"], r["start"], r["highlights"])
-        context["response"] = response
-    return render_template("search.html", **context)
+# ---------------------------------------------------------------- the search page
 
 
-def friendly(exc: QueryError) -> str:
-    if "empty" in exc.message:
-        return "Please type a question to search the document."
-    if "characters" in exc.message:
-        return f"That question is too long: please keep it under {MAX_QUERY_CHARS} characters."
+def passage_url(document: str, chunk: int, query: str | None = None) -> str:
+    """Root-relative link to a passage in the reader; with `query`, its answering sentence is marked there."""
+    return url_for("pages.document_page", doc_id=document, q=query, _anchor=f"c-{chunk}")
+
+
+def result_view(result: dict, query: str) -> dict:
+    """One result of `Searcher.search` with what the page shows besides: marked text and its links."""
+    return {**result,
+            "segments": marked_segments(result["text"], result["start"], result["highlights"]),
+            "context_url": passage_url(result["document"], result["chunk"], query),
+            "permalink": passage_url(result["document"], result["chunk"])}
+
+
+BLANK_RESULT = {"rank": 0, "score": 0.0, "document": "", "document_title": "", "section": "", "chunk": 0,
+                "paragraph": 0, "segments": [], "context_url": "", "permalink": ""}  # the JS template's skeleton
+
+
+def requested_k(raw: str | None) -> int:
+    """The `k` parameter, or the default when it is missing or out of range (a page is lenient, unlike the API)."""
+    return int(raw) if raw and raw.isdigit() and 1 <= int(raw) <= MAX_K else DEFAULT_K
+
+
+def example_questions(documents: list[Document], count: int = EXAMPLE_COUNT) -> list[str]:
+    """A few questions about section titles spread through the documents."""
+    titles = [s.title for d in documents for s in d.sections
+              if s.title.casefold() not in GENERIC_SECTIONS and len(s.title) <= EXAMPLE_TITLE_MAX_CHARS]
+    step = max(1, len(titles) // count)
+    return [EXAMPLE_QUESTION.format(title) for title in titles[step // 2::step][:count]]
+
+
+def friendly(query: str, exc: QueryError) -> str:
+    if not query.strip():
+        return EMPTY_QUERY
+    if len(query.strip()) > MAX_QUERY_CHARS:
+        return TOO_LONG_QUERY
     return f"That search could not be run: {exc.message}."
 
 
-def example_questions(searcher) -> list[str]:
-    """A few questions drawn from the documents' own section titles."""
-    titles = [s.title for d in searcher.index.documents.values() for s in d.sections if s.title != "Introduction"]
-    return [f"What does the document say about {t}?" for t in titles[:: max(1, len(titles) // 4)][:4]]
+@dataclass
+class SearchPage:
+    """Everything search.html shows."""
+
+    query: str
+    k: int
+    document: str | None
+    documents: list[Document] = field(default_factory=list)
+    response: dict | None = None
+    error: str | None = None
+
+    @property
+    def asked(self) -> bool:
+        return self.response is not None or self.error is not None
+
+    @property
+    def examples(self) -> list[str]:
+        return example_questions(self.documents)
+
+    @property
+    def results(self) -> list[dict]:
+        return [result_view(r, self.response["query"]) for r in self.response["results"]] if self.response else []
+
+    @property
+    def closest_only(self) -> bool:
+        return self.response is not None and not self.response["answerable"]
+
+    @property
+    def more_url(self) -> str | None:
+        """A plain link asking for more passages, when the page is full and more may exist."""
+        if self.response is None or len(self.response["results"]) < self.k or self.k >= MAX_K:
+            return None
+        return url_for("pages.search_page", q=self.query, document=self.document, k=min(self.k + MORE_STEP, MAX_K))
+
+
+@bp.get("/")
+def search_page():
+    page = SearchPage(request.args.get("q", ""), requested_k(request.args.get("k")),
+                      request.args.get("document") or None)
+    status = 200
+    try:
+        searcher = _searcher()
+        page.documents = list(searcher.index.documents.values())
+        if "q" in request.args:
+            page.response = searcher.search(page.query, page.k, page.document)
+    except IndexUnavailable:
+        page.error, status = INDEX_DOWN, 503
+    except QueryError as exc:
+        page.error, status = friendly(page.query, exc), 400
+    return render_template("search.html", page=page, blank_result=BLANK_RESULT, max_chars=MAX_QUERY_CHARS,
+                           default_k=DEFAULT_K, max_k=MAX_K, more_step=MORE_STEP), status
+
+
+# ---------------------------------------------------------------- the documents and the reader
 
 
 @bp.get("/documents")
@@ -82,8 +154,49 @@ def documents_page():
     try:
         docs = list(_searcher().index.documents.values())
     except IndexUnavailable:
-        return error_page(503, "The search index is not available right now.")
+        return error_page(503, INDEX_DOWN)
     return render_template("documents.html", documents=docs)
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk: int
+    segments: Segments
+
+
+@dataclass(frozen=True)
+class ReaderParagraph:
+    number: int
+    passages: list[Passage]
+
+
+@dataclass(frozen=True)
+class ReaderSection:
+    title: str
+    anchor: str
+    paragraphs: list[ReaderParagraph]
+
+
+def reader_sections(doc: Document, chunks: list[Chunk], highlights: dict[int, list[dict]]) -> list[ReaderSection]:
+    """The document's sections, each a list of paragraphs made of its passages (chunks) in order."""
+    paragraphs: dict[int, list[ReaderParagraph]] = {i: [] for i in range(len(doc.sections))}
+    for (section, number), group in groupby(chunks, key=lambda c: (c.section_index, c.paragraph)):
+        paragraphs[section].append(ReaderParagraph(number, [
+            Passage(c.chunk, marked_segments(c.text, c.start, highlights.get(c.chunk, []))) for c in group]))
+    return [ReaderSection(s.title, f"s-{i}", paragraphs[i]) for i, s in enumerate(doc.sections)]
+
+
+def answering_sentences(searcher: Searcher, query: str, doc_id: str) -> dict[int, list[dict]]:
+    """chunk -> its sentence closest to `query`, for every passage a search result can link to.
+
+    The server cannot see the `#c-<chunk>` fragment, so it marks them all; the stylesheet shows the mark only
+    inside the passage that is the target of the link.
+    """
+    try:
+        response = searcher.search(query, MAX_K, doc_id)
+    except QueryError:
+        return {}
+    return {r["chunk"]: r["highlights"] for r in response["results"]}
 
 
 @bp.get("/documents/<path:doc_id>")
@@ -91,24 +204,12 @@ def document_page(doc_id: str):
     try:
         searcher = _searcher()
     except IndexUnavailable:
-        return error_page(503, "The search index is not available right now.")
+        return error_page(503, INDEX_DOWN)
     doc = searcher.index.documents.get(doc_id)
     if doc is None:
         abort(404, f"There is no document called “{doc_id}”.")
-    query = request.args.get("q", "").strip()[:MAX_QUERY_CHARS]
-    highlights: dict[int, list[dict]] = {}
-    if query:
-        try:
-            response = searcher.search(query, 10, doc_id)
-            highlights = {r["chunk"]: r["highlights"] for r in response["results"]}
-        except QueryError:
-            pass
-    chunks = [c for c in searcher.index.chunks if c.document == doc_id]
-    sections = []
-    for i, section in enumerate(doc.sections):
-        section_chunks = [c for c in chunks if c.section_index == i]
-        sections.append({"title": section.title, "anchor": f"s-{i}", "chunks": [
-            {"id": c.chunk, "paragraph": c.paragraph,
-             "segments": marked_segments(c.text, c.start, highlights.get(c.chunk, []))}
-            for c in section_chunks]})
-    return render_template("document.html", doc=doc, sections=sections, query=query)
+    query = request.args.get("q", "").strip()
+    highlights = answering_sentences(searcher, query, doc_id) if query else {}
+    first, last = searcher.index.document_ranges.get(doc_id, (0, 0))
+    sections = reader_sections(doc, searcher.index.chunks[first:last], highlights)
+    return render_template("document.html", doc=doc, sections=sections, query=query if highlights else "")
