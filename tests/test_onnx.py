@@ -1,0 +1,119 @@
+"""The torch-free query path: the ONNX export matches sentence-transformers, and serving never imports torch."""
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from qa import onnx_embedding
+from qa.index import build, embedded_text, live_build, load
+from qa.onnx_embedding import OnnxEmbedder, export_extras, has_export, mean_pool_normalize
+
+from conftest import DEV_QUESTIONS, S300
+
+MIN_COSINE = 0.9999
+
+
+def dev_questions() -> list[str]:
+    return [json.loads(line)["question"] for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+
+
+def test_mean_pool_normalize_ignores_padding_and_gives_unit_vectors():
+    hidden = np.array([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]],
+                       [[0.0, 2.0], [0.0, 4.0], [0.0, 6.0]]], dtype=np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 1]])
+    np.testing.assert_allclose(mean_pool_normalize(hidden, mask), [[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_export_extras_is_only_for_sentence_transformers(fake_embedder):
+    assert export_extras(fake_embedder) is None
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(real_paths) -> OnnxEmbedder:
+    _, index = real_paths
+    return OnnxEmbedder(live_build(index))
+
+
+@pytest.mark.model
+def test_build_records_the_export_without_absolute_paths(real_paths):
+    corpus, index = real_paths
+    build_folder = live_build(index)
+    assert has_export(build_folder)
+    entry = load(index).manifest["onnx"]
+    assert entry["file"] == "onnx/model.onnx"
+    assert entry["sha256"] == onnx_embedding._sha256(build_folder / entry["file"])
+    for name in ("manifest.json", "onnx/config.json"):
+        text = (build_folder / name).read_text(encoding="utf-8")
+        assert str(index.parent) not in text and "site-packages" not in text
+
+
+@pytest.mark.model
+def test_onnx_vectors_match_sentence_transformers(real_paths, real_embedder, onnx_embedder):
+    """Every passage as embedded at build time (batched) and every dev question (one at a time, as served)."""
+    _, index = real_paths
+    passages = [embedded_text(c) for c in load(index).chunks]
+    questions = dev_questions()
+    assert onnx_embedder.model_id == real_embedder.model_id
+    assert onnx_embedder.model_version == real_embedder.model_version
+    assert onnx_embedder.dimension == real_embedder.dimension
+
+    reference = real_embedder.encode(passages)
+    ours = onnx_embedder.encode(passages)
+    assert ours.dtype == np.float32 and ours.shape == reference.shape
+    assert (ours * reference).sum(axis=1).min() >= MIN_COSINE
+
+    reference = real_embedder.encode(questions)
+    ours = np.stack([onnx_embedder.encode([q])[0] for q in questions])
+    assert (ours * reference).sum(axis=1).min() >= MIN_COSINE
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.model
+def test_a_batch_of_different_lengths_gives_the_vectors_of_one_at_a_time(real_embedder, onnx_embedder):
+    long_text = " ".join(["Russia and Iran signed a treaty on the Caspian Sea."] * 60)  # past 256 word pieces
+    texts = ["Iran", S300, "Why did relations between Moscow and Tehran cool in the 1990s?", long_text, ""]
+    batched = onnx_embedder.encode(texts, batch_size=3)
+    single = np.stack([onnx_embedder.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert (single * real_embedder.encode(texts)).sum(axis=1).min() >= MIN_COSINE  # truncated alike
+    assert onnx_embedder.encode([]).shape == (0, onnx_embedder.dimension)
+
+
+@pytest.mark.model
+def test_the_query_path_imports_no_torch(real_paths):
+    corpus, index = real_paths
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from qa.engine import open_searcher
+
+        searcher = open_searcher(Path({str(index)!r}), Path({str(corpus)!r}))
+        response = searcher.search({S300!r})
+        assert response["results"], response
+        heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+        print(type(searcher.embedder).__name__, heavy)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OnnxEmbedder []"
+
+
+@pytest.mark.model
+def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path, real_embedder, monkeypatch, caplog):
+    def no_torch(embedder, folder):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"partial")
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(onnx_embedding, "export", no_torch)
+    index = tmp_path / "index"
+    with caplog.at_level(logging.WARNING, logger="qa.onnx_embedding"):
+        build(tiny_corpus, index, real_embedder, extras=export_extras(real_embedder))
+    assert "ONNX export failed" in caplog.text
+    assert not (live_build(index) / "onnx").exists()
+    assert "onnx" not in load(index).manifest
