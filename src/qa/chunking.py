@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from .documents import Document
 from .sentences import sentence_spans
 
-MAX_WORDS = 120  # all-MiniLM-L6-v2 was trained on 128 word pieces (~100 words) and truncates at 256
+MAX_WORDS = 160  # measured best of 80/120/160 (README); the model truncates at 256 word pieces
 
 
 @dataclass(frozen=True)

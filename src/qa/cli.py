@@ -51,7 +51,8 @@ def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
 def main() -> None:
     """Ask questions of the documents in a folder; get back their own passages, ranked and cited."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    for noisy in ("sentence_transformers", "bm25s", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_build(corpus: str, index: str) -> None:

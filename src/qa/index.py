@@ -77,12 +77,12 @@ class Index:
 
 
 def chunking_params(max_words: int = MAX_WORDS) -> dict:
-    return {"unit": "paragraph, split on sentences", "max_words": max_words, "embedded_text": "section + passage"}
+    return {"unit": "paragraph, split on sentences", "max_words": max_words, "embedded_text": "section. passage"}
 
 
 def embedded_text(chunk: Chunk) -> str:
     """The text the passage vector is made from: the section title gives a passage its topic."""
-    return f"{chunk.section}: {chunk.text}"
+    return f"{chunk.section}. {chunk.text}"
 
 
 # ---------------------------------------------------------------- reading and writing documents

@@ -31,14 +31,24 @@ def tokenizer() -> PunktSentenceTokenizer:
     return PunktSentenceTokenizer(params)
 
 
+def is_fragment(piece: str) -> bool:
+    """A piece Punkt split off that cannot start a sentence: lower-case start, or a single word (`influence.”`)."""
+    return piece[0].islower() or len(piece.split()) == 1
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentences of `text[start:end]` as absolute (start, end) offsets, trimmed of whitespace."""
     end = len(text) if end is None else end
-    spans = []
+    spans: list[tuple[int, int]] = []
     for s, e in tokenizer().span_tokenize(text[start:end]):
         piece = text[start + s:start + e]
         lead = len(piece) - len(piece.lstrip())
         trail = len(piece) - len(piece.rstrip())
-        if e - trail > s + lead:
-            spans.append((start + s + lead, start + e - trail))
+        if e - trail <= s + lead:
+            continue
+        span = (start + s + lead, start + e - trail)
+        if spans and is_fragment(text[span[0]:span[1]]):
+            spans[-1] = (spans[-1][0], span[1])
+        else:
+            spans.append(span)
     return spans

@@ -1,0 +1,88 @@
+"""The `qa` command against the real model and index: build, search (plain, JSON, stdin), info, refusals."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from qa import __version__
+from qa.cli import main
+
+from conftest import S300
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def real_runner(real_paths, monkeypatch) -> CliRunner:
+    corpus, index = real_paths
+    monkeypatch.setenv("QA_CORPUS", str(corpus))
+    monkeypatch.setenv("QA_INDEX", str(index))
+    return CliRunner()
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_search_prints_arms_sales_first(real_runner):
+    result = real_runner.invoke(main, ["search", S300])
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("1. Russian-Iranian Relations: A Watchful Partnership › Arms Sales › ¶")
+
+
+def test_search_json_is_the_api_shape(real_runner):
+    result = real_runner.invoke(main, ["search", "--json", "--k", "3", S300])
+    response = json.loads(result.stdout)
+    assert [r["rank"] for r in response["results"]] == [1, 2, 3]
+    assert response["results"][0]["section"] == "Arms Sales"
+    assert set(response) == {"query", "answerable", "took_ms", "results", "index"}
+
+
+def test_stdin_mode_writes_one_json_object_per_line(real_runner):
+    lines = [S300, "", "   ", '{"q": "Cyber attacks on Iran", "k": 2}', '{"q": 5}', "{broken", "Syria"]
+    result = real_runner.invoke(main, ["search", "--json"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == len(lines)
+    assert out[0]["results"][0]["section"] == "Arms Sales"
+    assert out[1]["error"]["code"] == out[2]["error"]["code"] == "invalid_parameter"
+    assert len(out[3]["results"]) == 2
+    assert out[4]["error"]["code"] == "invalid_parameter"
+    assert out[5]["error"]["code"] == "invalid_json"
+    assert out[6]["results"]
+
+
+def test_info_reports_manifest_and_freshness(real_runner):
+    result = real_runner.invoke(main, ["info", "--json"])
+    info = json.loads(result.stdout)
+    assert info["stale"] is False and info["manifest"]["model"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["documents"] == [{"id": "russian-iranian-relations",
+                                  "title": "Russian-Iranian Relations: A Watchful Partnership", "sections": 21}]
+
+
+def test_search_refuses_missing_or_stale_index(tmp_path, real_paths):
+    corpus, _ = real_paths
+    runner = CliRunner()
+    result = runner.invoke(main, ["search", "--corpus", str(corpus), "--index", str(tmp_path / "none"), "x"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: no index in {tmp_path / 'none'}; run `qa build`"]
+    changed = tmp_path / "corpus"
+    changed.mkdir()
+    (changed / "other.txt").write_text("Other\n\nA different document.\n", encoding="utf-8")
+    _, index = real_paths
+    result = runner.invoke(main, ["search", "--corpus", str(changed), "--index", str(index), "x"])
+    assert result.exit_code == 2 and "stale" in result.stderr and "qa build" in result.stderr
+
+
+def test_build_reports_what_it_did(tiny_corpus, tmp_path):
+    index = tmp_path / "built"
+    runner = CliRunner()
+    result = runner.invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(index)])
+    assert result.exit_code == 0, result.output
+    assert "added 2, changed 0, removed 0, unchanged 0" in result.stderr
+    result = runner.invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(index)])
+    assert "added 0, changed 0, removed 0, unchanged 2" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,103 @@
+"""The on-disk index: atomic builds, staleness, incremental rebuilds, damage reported clearly."""
+
+import json
+
+import pytest
+
+from qa.index import POINTER, IndexUnavailable, build, chunking_params, live_build, load, stale_reasons
+
+from conftest import FakeEmbedder
+
+
+class CountingEmbedder(FakeEmbedder):
+    def __init__(self) -> None:
+        self.texts = 0
+
+    def encode(self, texts, batch_size: int = 32):
+        self.texts += len(texts)
+        return super().encode(texts, batch_size)
+
+
+def fresh(index, corpus, embedder):
+    return stale_reasons(load(index).manifest, corpus, embedder.model_id, embedder.model_version)
+
+
+def test_build_writes_a_complete_live_build(tiny_corpus, tiny_index, fake_embedder):
+    loaded = load(tiny_index)
+    assert set(loaded.documents) == {"rivers", "mountains"}
+    manifest = loaded.manifest
+    assert manifest["model"] == {"id": fake_embedder.model_id, "version": fake_embedder.model_version}
+    assert manifest["chunks"] == len(loaded.chunks) == loaded.faiss_index.ntotal
+    assert manifest["chunking"] == chunking_params()
+    assert set(manifest["files"]) == {"rivers.txt", "mountains.md"}
+    assert str(tiny_corpus.parent) not in json.dumps(manifest)  # no absolute paths
+    for c in loaded.chunks:
+        assert loaded.documents[c.document].text[c.start:c.end] == c.text
+    assert fresh(tiny_index, tiny_corpus, fake_embedder) == []
+
+
+def test_interrupted_build_leaves_previous_index_live(tiny_corpus, tiny_index, fake_embedder):
+    before = live_build(tiny_index)
+    (tiny_corpus / "rivers.txt").write_text("Rivers\n\nA changed text about rivers.\n", encoding="utf-8")
+
+    def interrupt(staging):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_corpus, tiny_index, fake_embedder, extras=interrupt)
+    assert live_build(tiny_index) == before
+    assert load(tiny_index).documents["rivers"].title == "A Small Report on Rivers"
+    assert not list((tiny_index / "builds").glob(".staging-*"))
+
+
+def test_staleness_names_what_changed(tiny_corpus, tiny_index, fake_embedder):
+    (tiny_corpus / "rivers.txt").write_text("Rivers\n\nChanged.\n", encoding="utf-8")
+    (tiny_corpus / "new.md").write_text("# New\n\nNew text.\n", encoding="utf-8")
+    (tiny_corpus / "mountains.md").unlink()
+    reasons = fresh(tiny_index, tiny_corpus, fake_embedder)
+    assert reasons == ["new file new.md", "file removed: mountains.md", "file changed: rivers.txt"]
+    other = stale_reasons(load(tiny_index).manifest, tiny_corpus, "other/model", "x==1")
+    assert other[0].startswith("built with fake/hashed-stems")
+
+
+def test_incremental_rebuild_embeds_only_changed_documents(tiny_corpus, tiny_index):
+    embedder = CountingEmbedder()
+    report = build(tiny_corpus, tiny_index, embedder)
+    assert report.unchanged == ["mountains", "rivers"] and embedder.texts == 0
+    (tiny_corpus / "rivers.txt").write_text("Rivers\n\nOne sentence here. Another one.\n", encoding="utf-8")
+    (tiny_corpus / "mountains.md").unlink()
+    (tiny_corpus / "lakes.md").write_text("# Lakes\n\n## Big\n\nLakes are large.\n", encoding="utf-8")
+    report = build(tiny_corpus, tiny_index, embedder)
+    assert (report.added, report.changed, report.removed, report.unchanged) == (["lakes"], ["rivers"],
+                                                                                 ["mountains"], [])
+    assert embedder.texts == 2 + 3  # two passages, three sentences
+    incremental = load(tiny_index)
+    assert {c.document for c in incremental.chunks} == {"lakes", "rivers"}
+    scratch = tiny_index.parent / "from-scratch"
+    build(tiny_corpus, scratch, FakeEmbedder())
+    assert [c.to_record() for c in load(scratch).chunks] == [c.to_record() for c in incremental.chunks]
+
+
+def test_old_builds_are_pruned(tiny_corpus, tiny_index, fake_embedder):
+    for _ in range(3):
+        build(tiny_corpus, tiny_index, fake_embedder)
+    assert len([p for p in (tiny_index / "builds").iterdir()]) == 2
+
+
+@pytest.mark.parametrize("damage", ["pointer", "truncate", "manifest"])
+def test_damaged_index_is_unavailable_with_a_clear_message(tiny_index, damage):
+    build_dir = live_build(tiny_index)
+    if damage == "pointer":
+        (tiny_index / POINTER).write_text("no-such-build\n")
+    elif damage == "truncate":
+        data = (build_dir / "vectors.npy").read_bytes()
+        (build_dir / "vectors.npy").write_bytes(data[: len(data) // 2])
+    else:
+        (build_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexUnavailable, match="qa build"):
+        load(tiny_index)
+
+
+def test_missing_index_is_unavailable(tmp_path):
+    with pytest.raises(IndexUnavailable, match="no index .* run `qa build`"):
+        load(tmp_path / "nothing")

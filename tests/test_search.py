@@ -1,0 +1,97 @@
+"""Ranking, fusion, highlights and document filtering (fake embedder), checked against brute-force references."""
+
+import numpy as np
+import pytest
+
+from qa.engine import open_searcher
+from qa.lexical import tokenize
+from qa.search import (
+    DENSE_WEIGHT, PAIR_RATIO, PASSAGE_WEIGHT, RRF_K, SECTION_WEIGHT, QueryError, best_sentences,
+    reciprocal_rank_fusion, validate, weighted_fusion, zscore,
+)
+
+
+@pytest.fixture
+def searcher(tiny_index, fake_embedder):
+    return open_searcher(tiny_index, embedder=fake_embedder)
+
+
+def test_fusion_constants_are_pinned():
+    assert (DENSE_WEIGHT, PASSAGE_WEIGHT, SECTION_WEIGHT, PAIR_RATIO, RRF_K) == (0.6, 0.5, 0.2, 0.9, 60)
+
+
+def test_weighted_fusion_on_a_hand_made_ranking():
+    dense = np.array([0.9, 0.5, 0.1])
+    lexical = np.array([0.0, 10.0, 5.0])
+    fused = weighted_fusion(dense, lexical)
+    expected = 0.6 * (dense - dense.mean()) / dense.std() + 0.4 * (lexical - lexical.mean()) / lexical.std()
+    assert fused == pytest.approx(expected)
+    assert list(np.argsort(-fused)) == [1, 0, 2]
+    assert zscore(np.array([2.0, 2.0])) == pytest.approx([0.0, 0.0])
+
+
+def test_reciprocal_rank_fusion_counts_ranks_from_one():
+    a = np.array([3.0, 2.0, 1.0])
+    b = np.array([1.0, 3.0, 2.0])
+    assert reciprocal_rank_fusion(a, b) == pytest.approx([1 / 61 + 1 / 63, 1 / 62 + 1 / 61, 1 / 63 + 1 / 62])
+
+
+def test_best_sentences_pairs_a_close_neighbour_only():
+    assert best_sentences(np.array([0.1, 0.8, 0.3])) == (1, 1)
+    assert best_sentences(np.array([0.1, 0.8, 0.75])) == (1, 2)
+    assert best_sentences(np.array([0.5])) == (0, 0)
+
+
+def test_ranking_matches_a_brute_force_reference(searcher, fake_embedder):
+    """With every passage a candidate, the fused order equals recomputing every score by hand."""
+    index = searcher.index
+    query = "Which river carries the most water into the sea?"
+    qv = fake_embedder.encode([query])[0]
+    ranking = searcher.rank(query, qv)
+    assert sorted(ranking.chunks) == list(range(len(index.chunks)))
+    passage = index.vectors @ qv
+    sentence = np.array([max(index.sentence_vectors[index.sentence_offsets[i]:index.sentence_offsets[i + 1]] @ qv)
+                         for i in range(len(index.chunks))])
+    sections = {}
+    for i, c in enumerate(index.chunks):
+        sections.setdefault((c.document, c.section_index), []).append(i)
+    section = np.zeros(len(index.chunks))
+    for members in sections.values():
+        centroid = index.vectors[members].sum(0)
+        section[members] = (centroid / np.linalg.norm(centroid)) @ qv
+    dense = 0.5 * passage + 0.5 * sentence + 0.2 * section
+    lexical = searcher.lexical.scores(tokenize([query])[0])
+    expected = 0.6 * zscore(dense) + 0.4 * zscore(lexical)
+    assert list(ranking.chunks) == list(np.argsort(-expected, kind="stable"))
+    assert ranking.scores == pytest.approx(np.sort(expected)[::-1], rel=1e-5)
+
+
+def test_results_slice_the_document_and_highlights_sit_inside(searcher):
+    response = searcher.search("Nile flood farmers", k=10)
+    assert [r["rank"] for r in response["results"]] == list(range(1, len(response["results"]) + 1))
+    assert response["results"][0]["section"] == "The Nile"
+    for r in response["results"]:
+        text = searcher.index.documents[r["document"]].text
+        assert text[r["start"]:r["end"]] == r["text"]
+        for mark in r["highlights"]:
+            assert r["start"] <= mark["start"] < mark["end"] <= r["end"]
+
+
+def test_document_filter_restricts_results(searcher):
+    everywhere = searcher.search("rivers and mountains", k=10)
+    assert {r["document"] for r in everywhere["results"]} == {"rivers", "mountains"}
+    only = searcher.search("rivers and mountains", k=10, document="mountains")
+    assert {r["document"] for r in only["results"]} == {"mountains"}
+    with pytest.raises(QueryError, match="unknown document"):
+        searcher.search("rivers", document="nope")
+
+
+@pytest.mark.parametrize("query,k", [("", 5), ("   ", 5), ("x" * 1001, 5), ("q", 0), ("q", 51), ("q", True),
+                                     ("q", 5.5), ("q", "5"), (None, 5), (3, 5)])
+def test_validation_rejects_bad_parameters(query, k):
+    with pytest.raises(QueryError):
+        validate(query, k)
+
+
+def test_validation_accepts_and_trims():
+    assert validate("  a question ", 50, None) == ("a question", 50, None)
