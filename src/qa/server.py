@@ -6,6 +6,7 @@ from typing import Any
 
 THREADS_PER_WORKER = 4
 KEEPALIVE_SECONDS = 5
+MAX_REQUEST_LINE = 8190  # bytes, gunicorn's ceiling (default 4094): room for long non-ASCII questions in a URL
 
 
 def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = False) -> None:
@@ -15,7 +16,10 @@ def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = 
         create_app(config).run(host=host, port=port, debug=False, use_reloader=True)
         return
 
+    import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
+
+    gunicorn.http.wsgi.SERVER = "qa"  # the `Server` header: no server name or version for a scanner to match
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -26,6 +30,7 @@ def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = 
                 "threads": THREADS_PER_WORKER,
                 "keepalive": KEEPALIVE_SECONDS,
                 "timeout": 60,
+                "limit_request_line": MAX_REQUEST_LINE,
                 "graceful_timeout": 10,
                 "accesslog": None,
                 "errorlog": "-",
