@@ -51,7 +51,7 @@ def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
 def main() -> None:
     """Ask questions of the documents in a folder; get back their own passages, ranked and cited."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "bm25s", "httpx"):
+    for noisy in ("sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -33,7 +33,7 @@ RRF_K = 60
 # Highlight: the best sentence, joined by an adjacent one scoring at least this share of it.
 PAIR_RATIO = 0.9
 # Answerability: the top passage's best sentence cosine must reach this (QA_ANSWERABLE_THRESHOLD overrides).
-ANSWERABLE_THRESHOLD = 0.5
+ANSWERABLE_THRESHOLD = 0.45
 
 
 class QueryError(ValueError):
@@ -101,14 +101,18 @@ class Ranking:
     chunks: np.ndarray  # chunk ids, best first
     scores: np.ndarray  # fused scores, same order
     best_sentence: np.ndarray  # max sentence cosine of each, same order
-    unknown_terms: float  # share of query terms the corpus never uses
 
 
 class Searcher:
     def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None) -> None:
         self.index = index
         self.embedder = embedder
-        self.lexical = LexicalIndex([embedded_text(c) for c in index.chunks])
+        texts = [embedded_text(c) for c in index.chunks]
+        self.lexical = LexicalIndex(texts)
+        # BM25 statistics of each document alone, so that a search within one document ranks exactly as if it
+        # were the only document indexed.
+        self.lexical_by_document = {doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1
+                                    else self.lexical for doc, (first, last) in index.document_ranges.items()}
         self.threshold = ANSWERABLE_THRESHOLD if answerable_threshold is None else answerable_threshold
         self.section_of, self.centroids = section_centroids(index)
 
@@ -130,8 +134,9 @@ class Searcher:
     def rank(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Ranking:
         """Candidates from both rankers, fused; see the constants at the top of this module."""
         scope = self.index.document_ranges[document] if document else (0, len(self.index.chunks))
+        lexical = self.lexical_by_document[document] if document else self.lexical
         terms = tokenize([query])[0]
-        lexical_all = self.lexical.scores(terms)[scope[0]:scope[1]]
+        lexical_all = lexical.scores(terms)
         n = min(CANDIDATES, len(lexical_all))
         lexical_top = scope[0] + np.argpartition(-lexical_all, n - 1)[:n]
         candidates = np.union1d(self._dense_candidates(query_vector, scope), lexical_top)
@@ -141,8 +146,7 @@ class Searcher:
         dense = PASSAGE_WEIGHT * passage + (1 - PASSAGE_WEIGHT) * sentence + SECTION_WEIGHT * section
         fused = weighted_fusion(dense, lexical_all[candidates - scope[0]])
         order = np.argsort(-fused, kind="stable")
-        unknown = sum(t not in self.lexical.vocabulary for t in terms) / len(terms) if terms else 1.0
-        return Ranking(candidates[order], fused[order], sentence[order], unknown)
+        return Ranking(candidates[order], fused[order], sentence[order])
 
     def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
         """The sentence of the passage closest to the question (or two adjacent ones that answer together)."""
