@@ -30,7 +30,7 @@ import urllib.parse
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -143,18 +143,18 @@ def write_copies(source: Path, target: Path, factor: int) -> None:
 # ---------------------------------------------------------------- in-process search
 
 
-def search_latencies(searcher, qs: Sequence[str], rounds: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds per `Searcher.search` call, after one unmeasured round (first calls are cold start's).
+def latencies(call: Callable[[str], object], qs: Sequence[str], rounds: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds per `call(question)`, after one unmeasured round (first calls are cold start's).
 
-    The CPU time (this thread's) hardly moves when other processes load the machine; the wall time does.
+    The CPU time (this thread's) moves less than the wall time when other processes load the machine.
     """
     for q in qs:
-        searcher.search(q)
+        call(q)
     wall, cpu = [], []
     for _ in range(rounds):
         for q in qs:
             began, began_cpu = time.perf_counter(), time.thread_time()
-            searcher.search(q)
+            call(q)
             wall.append(time.perf_counter() - began)
             cpu.append(time.thread_time() - began_cpu)
     return wall, cpu
@@ -304,18 +304,30 @@ def wrk_load(port: int, paths: Sequence[str], seconds: int, threads: int, connec
             "p50_ms": wrk_milliseconds(latency["50"]), "p99_ms": wrk_milliseconds(latency["99"])}
 
 
-def worker_peak_rss_mb(master: int) -> list[float]:
-    """Peak resident memory (VmHWM) of each child process of the gunicorn master, in MB."""
-    peaks = []
+def workers(master: int) -> list[int]:
+    """The process ids of the gunicorn master's children (its workers)."""
+    children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == master:
-                status = (stat.parent / "status").read_text()
-                peaks.append(int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024)
-        except (OSError, AttributeError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                children.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
             continue  # a process that ended while we looked
-    return sorted(peaks)
+    return children
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by these processes (all their threads)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 # ---------------------------------------------------------------- the parts of the table
@@ -350,14 +362,18 @@ def in_process_rows(index: Path, qs: list[str], rounds: int) -> tuple[list[Row],
     began = time.perf_counter()
     searcher = open_searcher(index)
     opened = time.perf_counter() - began
-    wall, cpu = search_latencies(searcher, qs, rounds)
+    wall, cpu = latencies(searcher.search, qs, rounds)
+    encoder_pass = percentiles(latencies(lambda q: searcher.embedder.encode([q]), qs, rounds)[0], (50,))[50]
     p, c = percentiles(wall), percentiles(cpu, (50,))
     group = "in-process"
-    return [row(group, "open_searcher", round(opened, 2), "s"),
+    rows = [row(group, "open_searcher", round(opened, 2), "s"),
             row(group, f"search p50 ({len(qs)} questions x {rounds})", p[50], "ms", at_most=2.5),
             row(group, "search p95", p[95], "ms"),
             row(group, "search p99", p[99], "ms", at_most=5),
-            row(group, "search CPU time p50 (thread)", c[50], "ms")], type(searcher.embedder).__name__
+            row(group, "search CPU time p50 (thread)", c[50], "ms"),
+            row(group, "query encoder pass alone p50", encoder_pass, "ms"),
+            row(group, "search p50 / encoder pass p50", round(p[50] / encoder_pass, 2), "x", at_most=1.5)]
+    return rows, type(searcher.embedder).__name__
 
 
 def server_rows(options: Options, index: Path, qs: list[str], folder: Path) -> list[Row]:
@@ -372,8 +388,11 @@ def server_rows(options: Options, index: Path, qs: list[str], folder: Path) -> l
         first_answer_seconds(server, paths[0])
         samples, errors = http_latencies(server.port, paths, options.rounds)
         p = percentiles(samples, (50, 99))
+        pids = workers(server.process.pid)
+        cpu_before = cpu_seconds(pids)
         load = wrk_load(server.port, paths, options.seconds, options.threads, options.connections, folder)
-        peaks = worker_peak_rss_mb(server.process.pid)
+        cpu_per_request = (cpu_seconds(pids) - cpu_before) / max(1, load["requests"])
+        peaks = [peak_rss_mb(pid) for pid in pids]
     wrk = f"wrk -t{options.threads} -c{options.connections} -d{options.seconds}s"
     return rows + [
         row("http", "GET /api/search p50 (keep-alive, sequential)", p[50], "ms", at_most=5),
@@ -384,38 +403,55 @@ def server_rows(options: Options, index: Path, qs: list[str], folder: Path) -> l
         row("load", "errors (non-2xx + socket)", load["errors"], f"of {load['requests']}", at_most=0),
         row("load", "latency under load p50", load["p50_ms"], "ms"),
         row("load", "latency under load p99", load["p99_ms"], "ms"),
+        row("load", "worker CPU time per request (all workers' CPU / requests)", round(cpu_per_request * 1000, 2),
+            "ms"),
         row("memory", f"peak RSS per worker (VmHWM, {len(peaks)} workers, max)", round(max(peaks), 1), "MB",
             at_most=300),
     ]
 
 
+def growth_factor_rows(factor: int, options: Options, qs: list[str], folder: Path) -> list[Row]:
+    """Build `factor` varied copies of the corpus, then search them; the approximate index's recall if it has one."""
+    corpus, index = folder / f"corpus-x{factor}", folder / f"index-x{factor}"
+    group = f"growth x{factor}"
+    write_copies(options.corpus, corpus, factor)
+    deadline = BUILD_DEADLINE_SECONDS * max(1, factor // 10)
+    try:
+        seconds, cpu = timed_build(corpus, index, deadline)
+    except subprocess.TimeoutExpired:
+        return [row(group, "qa build (fresh)", f"unfinished after {deadline:g}", "s")]
+    finally:
+        shutil.rmtree(corpus)
+    began = time.perf_counter()
+    searcher = open_searcher(index)
+    opened = time.perf_counter() - began
+    wall, cpu_search = latencies(searcher.search, qs, max(1, options.rounds // 2))
+    p, c = percentiles(wall), percentiles(cpu_search, (50,))
+    manifest = searcher.index.manifest
+    rows = [row(group, f"chunks (FAISS {manifest['faiss']})", manifest["chunks"]),
+            row(group, "qa build (fresh)", round(seconds, 1), "s"),
+            row(group, "qa build CPU time (user + system)", round(cpu, 1), "s"),
+            row(group, "open_searcher", round(opened, 2), "s"),
+            row(group, "search p50", p[50], "ms"),
+            row(group, "search p99", p[99], "ms"),
+            row(group, "search CPU time p50 (thread)", c[50], "ms")]
+    if manifest["faiss"] != "flat":
+        recall = recall_against_flat(searcher, qs)
+        rows += [row(group, f"{manifest['faiss']} recall@10 vs flat (dev questions)", recall["recall@10"]),
+                 row(group, f"{manifest['faiss']} recall@50 vs flat", recall["recall@50"]),
+                 row(group, "dense search p50: flat / approximate",
+                     f"{recall['flat_p50_ms']} / {recall['index_p50_ms']}", "ms")]
+    shutil.rmtree(index)
+    return rows
+
+
 def growth_rows(options: Options, qs: list[str], folder: Path) -> list[Row]:
+    """Every growth factor's rows, each also printed to standard error as soon as it is measured."""
     rows: list[Row] = []
     for factor in options.growth:
-        corpus, index = folder / f"corpus-x{factor}", folder / f"index-x{factor}"
-        write_copies(options.corpus, corpus, factor)
-        seconds, cpu = timed_build(corpus, index, BUILD_DEADLINE_SECONDS * max(1, factor // 10))
-        began = time.perf_counter()
-        searcher = open_searcher(index)
-        opened = time.perf_counter() - began
-        p = percentiles(search_latencies(searcher, qs, max(1, options.rounds // 2))[0])
-        manifest = searcher.index.manifest
-        group = f"growth x{factor}"
-        rows += [row(group, f"chunks (FAISS {manifest['faiss']})", manifest["chunks"]),
-                 row(group, "qa build (fresh)", round(seconds, 1), "s"),
-                 row(group, "qa build CPU time (user + system)", round(cpu, 1), "s"),
-                 row(group, "open_searcher", round(opened, 2), "s"),
-                 row(group, "search p50", p[50], "ms"),
-                 row(group, "search p99", p[99], "ms")]
-        if manifest["faiss"] != "flat":
-            recall = recall_against_flat(searcher, qs)
-            rows += [row(group, f"{manifest['faiss']} recall@10 vs flat (dev questions)", recall["recall@10"]),
-                     row(group, f"{manifest['faiss']} recall@50 vs flat", recall["recall@50"]),
-                     row(group, "dense search p50: flat / approximate",
-                         f"{recall['flat_p50_ms']} / {recall['index_p50_ms']}", "ms")]
-        del searcher
-        shutil.rmtree(index)
-        shutil.rmtree(corpus)
+        measured = growth_factor_rows(factor, options, qs, folder)
+        print(markdown(measured), file=sys.stderr, flush=True)
+        rows += measured
     return rows
 
 
