@@ -11,12 +11,17 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch first, pinned to the CPU build; otherwise sentence-transformers pulls a multi-GB CUDA build.
-install: $(PY)
+# Stamp files make later runs skip the install until pyproject.toml or constraints.txt change.
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e .
+	touch $@
 
-install-test: install system-test-deps
+install-test: $(VENV)/.installed-test system-test-deps
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $@
 
 # Headless Chromium for the browser tests and wrk for the load benchmark, from Debian.
 system-test-deps:

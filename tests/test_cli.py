@@ -84,5 +84,7 @@ def test_build_reports_what_it_did(tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     assert "added 2, changed 0, removed 0, unchanged 0" in result.stderr
     result = runner.invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(index)])
-    assert "added 0, changed 0, removed 0, unchanged 2" in result.stderr
-    assert result.stdout == ""
+    assert "index is up to date" in result.stderr and result.stdout == ""
+    (tiny_corpus / "rivers.txt").write_text("Rivers\n\nA new text about rivers.\n", encoding="utf-8")
+    result = runner.invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(index)])
+    assert "added 0, changed 1, removed 0, unchanged 1" in result.stderr

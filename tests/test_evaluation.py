@@ -1,4 +1,4 @@
-"""`qa eval`'s scoring agrees with the team's reference scorer (`fixtures/score.py`) on a fixed response file."""
+"""`qa eval`'s scoring agrees with the reference scorer (`fixtures/score.py`) on a fixed response file."""
 
 import importlib.util
 import json

@@ -207,7 +207,7 @@ def test_unanswerable_questions_show_the_closest_passages_apart(tiny_corpus, tin
     assert page.text("results-heading") == heading
     closest = heading == "Closest passages"
     assert bool(page.find("p", class_="unanswerable", hidden="")) is not closest
-    assert "The document does not seem to answer this" in html
+    assert "The documents do not seem to answer this" in html  # the tiny corpus holds two
     assert bool(page.find("section", id="results", class_="closest")) is closest
 
 

@@ -58,9 +58,18 @@ def main() -> None:
 def run_build(corpus: str, index: str) -> None:
     """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot."""
     from .embedding import SentenceTransformerEmbedder
+    from .engine import check_fresh, load_index
     from .index import build
     from .onnx_embedding import export_extras
 
+    try:
+        live = load_index(Path(index))
+        check_fresh(live, Path(corpus))
+    except IndexUnavailable:
+        pass  # missing, damaged or stale: build
+    else:
+        click.echo(f"index is up to date (build {live.build_id}): nothing to do", err=True)
+        return
     try:
         embedder = SentenceTransformerEmbedder()
         report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=export_extras(embedder))
@@ -220,7 +229,7 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
 
 @main.command("eval")
 @click.argument("questions", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print score.py's keys plus `misses` as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures (and `misses`) as JSON.")
 @click.option("--paragraph-evidence", is_flag=True, help="Evidence is whole paragraphs: half the shorter span hits.")
 @click.option("--mode", type=click.Choice(["restricted", "unrestricted", "per-document"]), default="restricted",
               show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "

@@ -1,7 +1,7 @@
 """Scoring ranked passages against a labelled question set (JSONL items with evidence strings).
 
-The definitions and key names are those of the team's shared `score.py` (a test checks that both agree):
-a result *hits* an item when its span covers at least half of one evidence string's span (with
+The definitions and key names are those of the reference scorer `tests/fixtures/score.py` (a test checks that
+both agree): a result *hits* an item when its span covers at least half of one evidence string's span (with
 `shorter=True`, half of the shorter of the two spans, for evidence given as whole paragraphs), and a result from
 another document than the item's never hits.
 """

@@ -297,7 +297,7 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
 
     vectors = np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32)
     all_sentence_vectors = np.ascontiguousarray(np.concatenate(sentence_parts), dtype=np.float32)
-    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     staging = builds / f".staging-{build_id}"

@@ -23,7 +23,7 @@ GENERIC_SECTIONS = {INTRODUCTION.casefold(), "abstract", "conclusion", "conclusi
                     "acknowledgments"}  # titles that make no useful example question
 
 EMPTY_QUERY = "Please type a question to search the document."
-TOO_LONG_QUERY = f"That question is too long: please keep it under {MAX_QUERY_CHARS} characters."
+TOO_LONG_QUERY = f"That question is too long: please keep it to {MAX_QUERY_CHARS} characters or fewer."
 INDEX_DOWN = "The search index is not available right now. Please try again in a moment."
 
 Segments = list[tuple[str, bool]]  # (text, is_marked) runs

@@ -39,6 +39,7 @@ def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = 
                 "errorlog": "-",
                 "loglevel": "info",
                 "proc_name": "qa",
+                "control_socket_disable": True,  # one shared per-user socket would mix up several servers
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

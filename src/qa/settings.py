@@ -35,7 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "QA_PORT", 8000, int, "Port `qa serve` listens on."),
     Setting("workers", "QA_WORKERS", os.cpu_count() or 1, int, "Server worker processes (default: one per core)."),
     Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
-            "Override the answerability threshold (default: the calibrated value stored in the index)."),
+            "Answer only when the top passage's best sentence reaches this cosine (default 0.45, see docs/retrieval.md)."),
     Setting("rate_limit", "QA_RATE_LIMIT", None, str,
             "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
     Setting("cors_origins", "QA_CORS_ORIGINS", "", str,
@@ -54,6 +54,6 @@ def markdown_table() -> str:
     """The configuration table printed in the README (`qa settings --markdown`)."""
     rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "cores" if s.name == "workers" else ("off" if s.default in (None, "") else f"`{s.default}`")
+        default = {"workers": "cores"}.get(s.name) or ("–" if s.default in (None, "") else f"`{s.default}`")
         rows.append(f"| `{s.option}` | `{s.env}` | {default} | {s.help} |")
     return "\n".join(rows)
