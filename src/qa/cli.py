@@ -174,14 +174,13 @@ def search_command(question: str | None, k: int, document: str | None, as_json: 
 @paths_options
 def info_command(as_json: bool, corpus: str, index: str) -> None:
     """Show the live index's manifest, its documents and whether it is stale."""
-    from .embedding import MODEL_ID, model_version
-    from .index import load, stale_reasons
+    from .engine import load_index, staleness
 
     try:
-        loaded = load(Path(index))
+        loaded = load_index(Path(index))
     except IndexUnavailable as exc:
         fail(str(exc))
-    reasons = stale_reasons(loaded.manifest, Path(corpus), MODEL_ID, model_version())
+    reasons = staleness(loaded, Path(corpus))
     documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.documents.values()]
     info = {"build": loaded.build_id, "manifest": loaded.manifest, "documents": documents,
             "stale": bool(reasons), "stale_reasons": reasons}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
@@ -20,9 +21,23 @@ log = logging.getLogger(__name__)
 RELOAD_CHECK_SECONDS = 1.0
 
 
+def installed_model_version(index: Index) -> str:
+    """The installed model package's version; in a torch-free install (no model package) the build's own export
+    is the encoder, so the build's recorded version is the one in use."""
+    try:
+        return model_version()
+    except PackageNotFoundError:
+        return index.manifest["model"]["version"]
+
+
+def staleness(index: Index, corpus: Path) -> list[str]:
+    """Why the index does not match the corpus, the model or the chunking; empty when it is fresh."""
+    return stale_reasons(index.manifest, corpus, MODEL_ID, installed_model_version(index))
+
+
 def check_fresh(index: Index, corpus: Path) -> None:
     """Raise IndexUnavailable naming `qa build` when the index does not match the corpus, model or chunking."""
-    reasons = stale_reasons(index.manifest, corpus, MODEL_ID, model_version())
+    reasons = staleness(index, corpus)
     if reasons:
         raise IndexUnavailable(f"index is stale ({'; '.join(reasons)}); run `qa build`")
 

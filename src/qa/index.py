@@ -238,9 +238,14 @@ def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress, label: str, batch: int = 32) -> np.ndarray:
-    parts = [embedder.encode(texts[i:i + batch], batch_size=batch)
+    """Vectors of `texts`, in order. Batches hold texts of similar length: a batch is padded to its longest."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [embedder.encode([texts[j] for j in order[i:i + batch]], batch_size=batch)
              for i in progress(range(0, len(texts), batch), (len(texts) + batch - 1) // batch, label)]
-    return np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), dtype=np.float32)
+    vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    if parts:
+        vectors[order] = np.concatenate(parts)
+    return vectors
 
 
 def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MAX_WORDS,

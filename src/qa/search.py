@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from .embedding import Embedder
@@ -117,11 +116,14 @@ class Searcher:
         self.section_of, self.centroids = section_centroids(index)
 
     def _dense_candidates(self, query_vector: np.ndarray, scope: tuple[int, int]) -> np.ndarray:
+        """The nearest passages by FAISS; within one document, exact scores over its contiguous chunk range
+        (an approximate index filtered to a small range misses neighbours)."""
         first, last = scope
-        params = None
+        n = min(CANDIDATES, last - first)
         if (first, last) != (0, len(self.index.chunks)):
-            params = faiss.SearchParameters(sel=faiss.IDSelectorRange(first, last))
-        _, ids = self.index.faiss_index.search(query_vector[None, :], min(CANDIDATES, last - first), params=params)
+            scores = self.index.vectors[first:last] @ query_vector
+            return first + np.argpartition(-scores, n - 1)[:n]
+        _, ids = self.index.faiss_index.search(query_vector[None, :], n)
         return ids[0][ids[0] >= 0]
 
     def _max_sentence_similarity(self, candidates: np.ndarray, query_vector: np.ndarray) -> np.ndarray:

@@ -7,9 +7,10 @@ must never end a sentence.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import punkt
-from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 # Punkt stores abbreviations lower-case and without the final period.
 EXTRA_ABBREVIATIONS = frozenset({
@@ -20,7 +21,11 @@ EXTRA_ABBREVIATIONS = frozenset({
 
 
 @lru_cache(maxsize=1)
-def tokenizer() -> PunktSentenceTokenizer:
+def tokenizer() -> "PunktSentenceTokenizer":
+    # Imported here: nltk's package import pulls in scipy, which the serving path (no sentence splitting) never needs.
+    import punkt
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
     bundled = punkt.load_model("english")
     params = PunktParameters()
     params.abbrev_types = set(bundled.abbrev_types) | EXTRA_ABBREVIATIONS
