@@ -6,8 +6,8 @@ import pytest
 from qa.engine import open_searcher
 from qa.lexical import tokenize
 from qa.search import (
-    DENSE_WEIGHT, PAIR_RATIO, PASSAGE_WEIGHT, RRF_K, SECTION_WEIGHT, QueryError, best_sentences,
-    reciprocal_rank_fusion, validate, weighted_fusion, zscore,
+    DENSE_WEIGHT, PAIR_RATIO, PASSAGE_WEIGHT, RRF_K, SECTION_WEIGHT, QueryError, Searcher, Weights,
+    best_sentences, reciprocal_rank_fusion, validate, weighted_fusion, zscore,
 )
 
 
@@ -42,8 +42,10 @@ def test_best_sentences_pairs_a_close_neighbour_only():
     assert best_sentences(np.array([0.5])) == (0, 0)
 
 
-def test_ranking_matches_a_brute_force_reference(searcher, fake_embedder):
+@pytest.mark.parametrize("weights", [Weights(), Weights(fusion="rrf"), Weights(dense=1.0, section=0.0)])
+def test_ranking_matches_a_brute_force_reference(searcher, fake_embedder, weights):
     """With every passage a candidate, the fused order equals recomputing every score by hand."""
+    searcher = Searcher(searcher.index, fake_embedder, weights=weights)
     index = searcher.index
     query = "Which river carries the most water into the sea?"
     qv = fake_embedder.encode([query])[0]
@@ -59,9 +61,14 @@ def test_ranking_matches_a_brute_force_reference(searcher, fake_embedder):
     for members in sections.values():
         centroid = index.vectors[members].sum(0)
         section[members] = (centroid / np.linalg.norm(centroid)) @ qv
-    dense = 0.5 * passage + 0.5 * sentence + 0.2 * section
+    dense = weights.passage * passage + (1 - weights.passage) * sentence + weights.section * section
     lexical = searcher.lexical.scores(tokenize([query])[0])
-    expected = 0.6 * zscore(dense) + 0.4 * zscore(lexical)
+    if weights.fusion == "rrf":
+        dense_rank = np.argsort(np.argsort(-dense, kind="stable"), kind="stable") + 1
+        lexical_rank = np.argsort(np.argsort(-lexical, kind="stable"), kind="stable") + 1
+        expected = 1 / (60 + dense_rank) + 1 / (60 + lexical_rank)
+    else:
+        expected = weights.dense * zscore(dense) + (1 - weights.dense) * zscore(lexical)
     assert list(ranking.chunks) == list(np.argsort(-expected, kind="stable"))
     assert ranking.scores == pytest.approx(np.sort(expected)[::-1], rel=1e-5)
 

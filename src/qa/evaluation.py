@@ -110,6 +110,11 @@ def hit1_by_type(items: list[dict], misses: Iterable[tuple[str, int | None, str]
     return {t: round(sum(v) / len(v), 3) for t, v in sorted(counts.items())}
 
 
+def respond(searcher, items: list[dict], restricted: bool = True) -> list[dict]:
+    """The search response (10 results) to every item, restricted to its `document` when it names one."""
+    return [searcher.search(item["question"], 10, item.get("document") if restricted else None) for item in items]
+
+
 def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
                    threshold: float | None = None, progress=None) -> tuple[dict, list]:
     """Search every question as the API does (10 results) and score the responses.
@@ -124,8 +129,7 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
         responses, texts = _per_document(items, corpus, shorter, threshold, progress)
     else:
         searcher = open_searcher(index_dir, corpus, threshold)
-        responses = [searcher.search(item["question"], 10, item.get("document") if mode == "restricted" else None)
-                     for item in items]
+        responses = respond(searcher, items, restricted=mode == "restricted")
         texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
     named = any("document" in item for item in items)
     if not named and len(texts) != 1:

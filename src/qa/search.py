@@ -35,6 +35,16 @@ PAIR_RATIO = 0.9
 ANSWERABLE_THRESHOLD = 0.45
 
 
+@dataclass(frozen=True)
+class Weights:
+    """The ranking's tunable constants (defaults above); other values serve the measured variants (bench/)."""
+
+    passage: float = PASSAGE_WEIGHT
+    section: float = SECTION_WEIGHT
+    dense: float = DENSE_WEIGHT
+    fusion: str = "zscore"  # or "rrf"
+
+
 class QueryError(ValueError):
     """A question or parameter the service cannot accept; `code` is the API's stable error code."""
 
@@ -103,8 +113,10 @@ class Ranking:
 
 
 class Searcher:
-    def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None) -> None:
+    def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
+                 weights: Weights = Weights()) -> None:
         self.index = index
+        self.weights = weights
         self.embedder = embedder
         texts = [embedded_text(c) for c in index.chunks]
         self.lexical = LexicalIndex(texts)
@@ -145,8 +157,13 @@ class Searcher:
         passage = self.index.vectors[candidates] @ query_vector
         sentence = self._max_sentence_similarity(candidates, query_vector)
         section = (self.centroids @ query_vector)[self.section_of[candidates]]
-        dense = PASSAGE_WEIGHT * passage + (1 - PASSAGE_WEIGHT) * sentence + SECTION_WEIGHT * section
-        fused = weighted_fusion(dense, lexical_all[candidates - scope[0]])
+        w = self.weights
+        dense = w.passage * passage + (1 - w.passage) * sentence + w.section * section
+        lexical_scores = lexical_all[candidates - scope[0]]
+        if w.fusion == "rrf":
+            fused = reciprocal_rank_fusion(dense, lexical_scores)
+        else:
+            fused = weighted_fusion(dense, lexical_scores, w.dense)
         order = np.argsort(-fused, kind="stable")
         return Ranking(candidates[order], fused[order], sentence[order])
 
