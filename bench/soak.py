@@ -4,14 +4,14 @@
 Not part of the test suite (tests/test_lifecycle.py runs short versions with the helpers below). Phases:
 
 1. benchmark: wrk, closed loop, for `--bench-seconds`: the throughput the server sustains.
-2. soak: the same load for `--minutes`; one third in, the corpus changes and `qa build` runs while the server
-   answers (zero failed requests expected); VmRSS of every worker sampled throughout, before and after.
+2. soak: the same load for `--minutes`; `--rebuild-after` seconds in, the corpus changes and `qa build` runs while
+   the server answers (zero failed requests expected); VmRSS of every worker sampled throughout.
 3. burst: `--burst-connections` connections, far over capacity, against a second server started with
    `--rate-limit` (shed with 429) and against the first (queued); then normal answers from both.
 4. kill: Python clients (a fresh connection per request) while one worker is SIGKILLed: only the requests in
    flight on it may fail; the master replaces it and the service keeps answering.
 
-Usage: python bench/soak.py [--minutes 3] [--json artifacts/soak.json]
+Usage: python bench/soak.py [--minutes 4] [--json artifacts/soak.json]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "eval" / "dev.jsonl"
+OTHER_CLIENT = "127.0.0.2"  # still loopback: a second client address for the per-client rate limit
 
 WRK_SCRIPT = r"""
 local paths, threads, n = {}, {}, 0
@@ -165,11 +166,15 @@ def answer_of(body: bytes) -> str:
     return json.dumps([response["index"]["built_at"], [[r["document"], r["chunk"]] for r in response["results"]]])
 
 
-def one_request(base: str, path: str) -> Outcome:
-    """One GET on a fresh connection, so that a failure belongs to exactly this request."""
+def one_request(base: str, path: str, source: str = "") -> Outcome:
+    """One GET on a fresh connection, so that a failure belongs to exactly this request.
+
+    `source` is a loopback address to send from (127.0.0.2, say): another client, for the rate limit.
+    """
     address = urlsplit(base)
     started = time.monotonic()
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60,
+                                            source_address=(source, 0) if source else None)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -236,9 +241,9 @@ def wrk(base: str, paths: list[str], seconds: float, connections: int, threads: 
     return summary
 
 
-def normal_answers(base: str, paths: list[str], count: int = 20) -> int:
+def normal_answers(base: str, paths: list[str], count: int = 20, source: str = "") -> int:
     """How many of `count` sequential searches got a 200."""
-    return sum(one_request(base, paths[i % len(paths)]).status == 200 for i in range(count))
+    return sum(one_request(base, paths[i % len(paths)], source).status == 200 for i in range(count))
 
 
 # ---------------------------------------------------------------- phases
@@ -262,39 +267,59 @@ def rss(server: Server) -> dict[int, int]:
     return {pid: vm_rss_kib(pid) for pid in server.worker_pids()}
 
 
+def sample_rss(server: Server, load: threading.Thread, began: float, every: float, samples: list[dict]) -> None:
+    while load.is_alive():
+        samples.append({"t": round(time.monotonic() - began), "rss_kib": rss(server)})
+        load.join(timeout=every)
+
+
+def wait_switched(server: Server, old_build: str, deadline: float) -> bool:
+    """Whether every worker serves a new build before the deadline (20 health checks in a row reach both)."""
+    while time.monotonic() < deadline:
+        if all(server.build_id() != old_build for _ in range(20)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def soak(server: Server, corpus: Path, index: Path, paths: list[str], args) -> dict:
-    """Closed-loop load for `minutes` with a rebuild one third in; RSS sampled every `sample` seconds."""
+    """Closed-loop load for `minutes`; `rebuild_after` seconds in, the corpus changes and `qa build` runs."""
     warmup = wrk(server.base, paths, args.warmup_seconds, args.connections)
     before, old_build = rss(server), server.build_id()
-    samples: list[dict] = []
-    result: dict = {}
     seconds = args.minutes * 60
-
-    def run_load() -> None:
-        result.update(wrk(server.base, paths, seconds, args.connections))
-
-    load = threading.Thread(target=run_load)
+    result: dict = {}
+    samples: list[dict] = []
+    load = threading.Thread(target=lambda: result.update(wrk(server.base, paths, seconds, args.connections)))
     began = time.monotonic()
     load.start()
-    time.sleep(seconds / 3)
+    sampler = threading.Thread(target=sample_rss, args=(server, load, began, args.sample_seconds, samples))
+    sampler.start()
+    time.sleep(args.rebuild_after)
     change_corpus(corpus)
     build_seconds = qa_build(corpus, index)
-    while server.build_id() == old_build and time.monotonic() - began < seconds:
-        time.sleep(0.2)
+    switched = wait_switched(server, old_build, began + seconds)
     switched_at = round(time.monotonic() - began, 1)
-    while load.is_alive():
-        samples.append({"t": round(time.monotonic() - began), "rss_kib": sum(rss(server).values())})
-        load.join(timeout=args.sample_seconds)
-    after = rss(server)
-    return {"warmup": warmup, "load": result, "rebuild": {"build_seconds": build_seconds, "old": old_build,
-                                                            "new": server.build_id(), "switched_at_s": switched_at},
-            "rss_kib_before": before, "rss_kib_after": after, "rss_kib_samples": samples}
+    load.join()
+    sampler.join()
+    return {"warmup": warmup, "load": result,
+            "rebuild": {"started_at_s": args.rebuild_after, "build_seconds": build_seconds, "old": old_build,
+                        "new": server.build_id(), "switched_during_load": switched, "switched_at_s": switched_at},
+            "rss_kib_before": before, "rss_kib_after": rss(server), "rss_kib_samples": samples}
+
+
+def answered_again(base: str, paths: list[str], seconds: float = 120.0) -> dict:
+    """After a burst: another client's answers at once; the flooding client's once its first search is answered
+    again (under a rate limit, when its window has passed)."""
+    other = normal_answers(base, paths, source=OTHER_CLIENT)
+    began = time.monotonic()
+    while one_request(base, paths[0]).status != 200 and time.monotonic() - began < seconds:
+        time.sleep(1)
+    return {"other_client_answers": f"{other}/20", "flooding_client_waited_s": round(time.monotonic() - began, 1)}
 
 
 def burst(server: Server, paths: list[str], args) -> dict:
     flood = wrk(server.base, paths, args.burst_seconds, args.burst_connections, threads=2)
-    time.sleep(args.burst_cooldown)
-    return {"flood": flood, "normal_answers_after": f"{normal_answers(server.base, paths)}/20"}
+    return {"flood": flood, "after": answered_again(server.base, paths)}
 
 
 def kill(server: Server, paths: list[str], args) -> dict:
@@ -319,15 +344,15 @@ def kill(server: Server, paths: list[str], args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=3.0, help="length of the soak phase")
+    parser.add_argument("--minutes", type=float, default=4.0, help="length of the soak phase")
+    parser.add_argument("--rebuild-after", type=float, default=15, help="seconds into the soak when `qa build` runs")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=8, help="wrk connections for benchmark and soak")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections, as bench/run.py")
     parser.add_argument("--bench-seconds", type=float, default=30)
     parser.add_argument("--warmup-seconds", type=float, default=15)
     parser.add_argument("--sample-seconds", type=float, default=20)
     parser.add_argument("--burst-connections", type=int, default=256)
     parser.add_argument("--burst-seconds", type=float, default=15)
-    parser.add_argument("--burst-cooldown", type=float, default=5, help="seconds before the answers after a burst")
     parser.add_argument("--rate-limit", default="600/minute", help="of the rate-limited server in the burst phase")
     parser.add_argument("--kill-clients", type=int, default=8)
     parser.add_argument("--kill-after", type=float, default=5.0, help="seconds of load before and after the kill")

@@ -99,9 +99,11 @@ def allow_origins(app: Flask, origins: frozenset[str]) -> None:
     if not origins:
         return
 
+    from .api import is_api_request
+
     @app.after_request
     def cors_headers(response: Response) -> Response:
-        if not request.path.startswith("/api/"):
+        if not is_api_request():
             return response
         response.vary.add("Origin")
         origin = request.headers.get("Origin", "")
