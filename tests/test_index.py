@@ -84,7 +84,7 @@ def test_old_builds_are_pruned(tiny_corpus, tiny_index, fake_embedder):
     assert len([p for p in (tiny_index / "builds").iterdir()]) == 2
 
 
-@pytest.mark.parametrize("damage", ["pointer", "truncate", "manifest"])
+@pytest.mark.parametrize("damage", ["pointer", "truncate", "manifest", "incomplete manifest"])
 def test_damaged_index_is_unavailable_with_a_clear_message(tiny_index, damage):
     build_dir = live_build(tiny_index)
     if damage == "pointer":
@@ -92,8 +92,12 @@ def test_damaged_index_is_unavailable_with_a_clear_message(tiny_index, damage):
     elif damage == "truncate":
         data = (build_dir / "vectors.npy").read_bytes()
         (build_dir / "vectors.npy").write_bytes(data[: len(data) // 2])
-    else:
+    elif damage == "manifest":
         (build_dir / "manifest.json").write_text("{not json")
+    else:
+        manifest = json.loads((build_dir / "manifest.json").read_text())
+        del manifest["chunks"]
+        (build_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexUnavailable, match="qa build"):
         load(tiny_index)
 

@@ -33,6 +33,8 @@ KEEP_BUILDS = 2  # the live build and the one before it, which a server may stil
 # over OpenMP threads, which on a busy machine costs tens of milliseconds; HNSW stays well under a millisecond.
 APPROXIMATE_ABOVE = 8_000
 
+MANIFEST_KEYS = frozenset({"model", "dimension", "chunking", "files", "documents", "chunks", "built_at"})
+
 Progress = Callable[[Iterable, int, str], Iterable]
 
 
@@ -134,6 +136,8 @@ def read_manifest(build: Path) -> dict:
         raise IndexUnavailable(f"index at {build} is unreadable ({exc}); run `qa build`") from exc
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise IndexUnavailable(f"index at {build} has another format; run `qa build`")
+    if not MANIFEST_KEYS <= manifest.keys() or not isinstance(manifest["model"], dict):
+        raise IndexUnavailable(f"index at {build} has an incomplete manifest; run `qa build`")
     return manifest
 
 
