@@ -117,3 +117,19 @@ def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path,
     assert "ONNX export failed" in caplog.text
     assert not (live_build(index) / "onnx").exists()
     assert "onnx" not in load(index).manifest
+
+
+@pytest.mark.model
+def test_qa_build_adds_a_missing_export_reusing_the_vectors(tiny_corpus, tmp_path, real_embedder):
+    from qa.cli import run_build
+
+    index = tmp_path / "index"
+    build(tiny_corpus, index, real_embedder)  # fresh, but without the export (as before it existed)
+    before = load(index)
+    assert not has_export(before.path)
+    run_build(str(tiny_corpus), str(index))
+    after = load(index)
+    assert after.build_id != before.build_id and has_export(after.path)
+    np.testing.assert_array_equal(after.vectors, before.vectors)
+    run_build(str(tiny_corpus), str(index))
+    assert load(index).build_id == after.build_id  # now up to date: nothing to do

@@ -60,7 +60,7 @@ def run_build(corpus: str, index: str) -> None:
     from .embedding import SentenceTransformerEmbedder
     from .engine import check_fresh, load_index
     from .index import build
-    from .onnx_embedding import export_extras
+    from .onnx_embedding import export_extras, has_export
 
     try:
         live = load_index(Path(index))
@@ -68,8 +68,10 @@ def run_build(corpus: str, index: str) -> None:
     except IndexUnavailable:
         pass  # missing, damaged or stale: build
     else:
-        click.echo(f"index is up to date (build {live.build_id}): nothing to do", err=True)
-        return
+        if has_export(live.path):
+            click.echo(f"index is up to date (build {live.build_id}): nothing to do", err=True)
+            return
+        click.echo("index has no ONNX export of the query encoder: rebuilding (its vectors are reused)", err=True)
     try:
         embedder = SentenceTransformerEmbedder()
         report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=export_extras(embedder))
