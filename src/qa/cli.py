@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -204,13 +205,15 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
 @setting_option("port")
 @setting_option("workers")
 @setting_option("answerable_threshold")
+@setting_option("onnx_threads")
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
-def serve_command(host: str, port: int, workers: int, answerable_threshold: float | None, rate_limit: str | None,
-                  cors_origins: str, corpus: str, index: str, no_build: bool, dev: bool) -> None:
+def serve_command(host: str, port: int, workers: int, answerable_threshold: float | None, onnx_threads: int,
+                  rate_limit: str | None, cors_origins: str, corpus: str, index: str, no_build: bool,
+                  dev: bool) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
@@ -221,6 +224,7 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
         except IndexUnavailable as exc:
             click.echo(f"{exc}: building now", err=True)
             run_build(corpus, index)
+    os.environ[BY_NAME["onnx_threads"].env] = str(onnx_threads)  # read by each worker's query encoder
     config = {"CORPUS": corpus, "INDEX": index, "ANSWERABLE_THRESHOLD": answerable_threshold,
               "RATE_LIMIT": rate_limit, "CORS_ORIGINS": cors_origins}
     from .server import run

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -21,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .embedding import Embedder, SentenceTransformerEmbedder
+from .settings import BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-THREADS_ENV = "QA_ONNX_THREADS"
-DEFAULT_THREADS = 1  # one intra-op thread per worker: under load the workers already use every core
 
 
 def has_export(build: Path) -> bool:
@@ -156,7 +154,7 @@ class OnnxEmbedder:
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS)
+        options.intra_op_num_threads = threads or BY_NAME["onnx_threads"].from_env()
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

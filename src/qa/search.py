@@ -139,11 +139,14 @@ class Searcher:
         return ids[0][ids[0] >= 0]
 
     def _max_sentence_similarity(self, candidates: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """The best sentence cosine of each candidate passage (sentences of a passage are contiguous rows)."""
         offsets = self.index.sentence_offsets
-        rows = np.concatenate([np.arange(offsets[c], offsets[c + 1]) for c in candidates])
-        similarities = self.index.sentence_vectors[rows] @ query_vector
         counts = offsets[candidates + 1] - offsets[candidates]
-        return np.maximum.reduceat(similarities, np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        group_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # row of each sentence: its passage's first row plus its position within the passage
+        rows = np.repeat(offsets[candidates] - group_starts, counts) + np.arange(counts.sum())
+        similarities = self.index.sentence_vectors[rows] @ query_vector
+        return np.maximum.reduceat(similarities, group_starts)
 
     def rank(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Ranking:
         """Candidates from both rankers, fused; see the constants at the top of this module."""

@@ -6,7 +6,7 @@ from typing import Any
 
 # Measured with bench/run.py (docs/benchmark.md), 2 workers on 2 cores: 2, 4 and 8 threads served the same requests
 # per second for the same worker CPU per request, 1 thread fewer; 4 also keeps a slow client from holding a worker.
-# onnxruntime runs one intra-op thread per worker (onnx_embedding.DEFAULT_THREADS): 2 cost 30% more CPU per request.
+# onnxruntime runs one intra-op thread per worker (the `onnx_threads` setting): 2 cost 30% more CPU per request.
 THREADS_PER_WORKER = 4
 KEEPALIVE_SECONDS = 5
 MAX_REQUEST_LINE = 8190  # bytes, gunicorn's ceiling (default 4094): room for long non-ASCII questions in a URL

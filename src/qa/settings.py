@@ -34,6 +34,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "QA_HOST", "127.0.0.1", str, "Address `qa serve` listens on."),
     Setting("port", "QA_PORT", 8000, int, "Port `qa serve` listens on."),
     Setting("workers", "QA_WORKERS", os.cpu_count() or 1, int, "Server worker processes (default: one per core)."),
+    Setting("onnx_threads", "QA_ONNX_THREADS", 1, int,
+            "onnxruntime threads per process for the query encoder (one per worker is fastest under load)."),
     Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
             "Answer only when the top passage's best sentence reaches this cosine (default 0.45, see docs/retrieval.md)."),
     Setting("rate_limit", "QA_RATE_LIMIT", None, str,
