@@ -20,7 +20,8 @@ MAX_K = 50
 DEFAULT_K = 5
 CANDIDATES = 100  # passages taken from each ranker (dense via FAISS, BM25) before fusion
 
-# Fusion, measured against reciprocal rank fusion and kept because it won on both evaluation sets (README):
+# Fusion, measured against reciprocal rank fusion and kept because it won on both evaluation sets
+# (docs/retrieval.md, bench/retrieval.py):
 #   dense   = PASSAGE_WEIGHT * cos(q, passage) + (1 - PASSAGE_WEIGHT) * max cos(q, sentence of passage)
 #             + SECTION_WEIGHT * cos(q, centroid of the passage's section)
 #   score   = DENSE_WEIGHT * z(dense) + (1 - DENSE_WEIGHT) * z(bm25), z-scores over the candidate set.
@@ -113,6 +114,8 @@ class Ranking:
 
 
 class Searcher:
+    """Answers questions over one loaded index; everything a query needs is precomputed here, once."""
+
     def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
                  weights: Weights = Weights()) -> None:
         self.index = index
