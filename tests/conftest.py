@@ -191,9 +191,10 @@ def live_server(real_paths):
     corpus, index = real_paths
     port = free_port()
     env = {**os.environ, "QA_CORPUS": str(corpus), "QA_INDEX": str(index)}
+    log = open(index.parent / "serve.log", "wb")  # a file, not a pipe nobody reads: it never fills up
     process = subprocess.Popen(
         [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--no-build"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--no-build"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/api/health")
@@ -204,3 +205,4 @@ def live_server(real_paths):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
