@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# Two stages. `build` has torch and sentence-transformers: it builds the index of the bundled corpus and, with it,
-# the ONNX export of the query encoder (index/builds/<id>/onnx/). `runtime` serves that index with onnxruntime and
-# `tokenizers` only: no torch, no sentence-transformers, so the image is small and a worker starts in about a second.
+# Two stages. `build` has torch: it exports the model to ONNX (index/builds/<id>/onnx/) and builds the index of the
+# bundled corpus with it. `runtime` serves that index with onnxruntime and `tokenizers` only: no torch, no
+# sentence-transformers, so the image is small and a worker starts in about a second. A `qa build` there (a changed
+# corpus, with the index on a writable volume) reuses the export and needs no torch either.
 #
 #   docker build -t qa .
 #   docker run --rm -p 8000:8000 -e QA_WORKERS=2 qa      # one worker per CPU the container may use

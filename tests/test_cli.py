@@ -88,3 +88,18 @@ def test_build_reports_what_it_did(tiny_corpus, tmp_path):
     (tiny_corpus / "rivers.txt").write_text("Rivers\n\nA new text about rivers.\n", encoding="utf-8")
     result = runner.invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(index)])
     assert "added 0, changed 1, removed 0, unchanged 1" in result.stderr
+
+
+def test_build_without_the_model_says_what_to_install(tiny_corpus, tmp_path, monkeypatch):
+    """A serving-only install (no torch, no model package) with nothing to reuse: one clear line, no traceback."""
+    from qa import embedding, onnx_embedding
+
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(onnx_embedding, "export", missing)
+    monkeypatch.setattr(embedding.SentenceTransformerEmbedder, "__init__", missing)
+    result = CliRunner().invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(tmp_path / "index")])
+    assert result.exit_code == 2, result.output
+    assert "cannot embed: No module named 'torch'" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "index" / "CURRENT").exists()

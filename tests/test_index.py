@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from qa.index import POINTER, IndexUnavailable, build, chunking_params, live_build, load, stale_reasons
+from qa.index import (POINTER, IndexUnavailable, build, chunking_params, embedded_sentence_spans, embedded_text,
+                      live_build, load, stale_reasons)
 
 from conftest import FakeEmbedder
 
@@ -16,6 +18,13 @@ class CountingEmbedder(FakeEmbedder):
     def encode(self, texts, batch_size: int = 32):
         self.texts += len(texts)
         return super().encode(texts, batch_size)
+
+
+class InContextEmbedder(FakeEmbedder):
+    """A span "read in context": the fake vector of the span's words plus its whole text's."""
+
+    def encode_in_context(self, texts, spans):
+        return self.encode(texts), [self.encode([f"{t[a:b]} {t}" for a, b in s]) for t, s in zip(texts, spans)]
 
 
 def fresh(index, corpus, embedder):
@@ -76,6 +85,32 @@ def test_incremental_rebuild_embeds_only_changed_documents(tiny_corpus, tiny_ind
     scratch = tiny_index.parent / "from-scratch"
     build(tiny_corpus, scratch, FakeEmbedder())
     assert [c.to_record() for c in load(scratch).chunks] == [c.to_record() for c in incremental.chunks]
+
+
+def test_highlight_vectors_are_sentences_read_in_context_and_survive_an_incremental_build(tiny_corpus, tmp_path):
+    embedder = InContextEmbedder()
+    build(tiny_corpus, tmp_path / "index", embedder)
+    index = load(tmp_path / "index")
+    for i, chunk in enumerate(index.chunks):
+        text = embedded_text(chunk)
+        spans = embedded_sentence_spans(chunk)
+        assert [text[a:b] for a, b in spans] == chunk.sentence_texts()
+        rows = slice(index.sentence_offsets[i], index.sentence_offsets[i + 1])
+        np.testing.assert_allclose(index.highlight_vectors[rows],
+                                   embedder.encode([f"{text[a:b]} {text}" for a, b in spans]), atol=1e-6)
+    assert not np.allclose(index.highlight_vectors, index.sentence_vectors)
+
+    (tiny_corpus / "rivers.txt").write_text("Rivers\n\nOne sentence here. Another one.\n", encoding="utf-8")
+    build(tiny_corpus, tmp_path / "index", embedder)
+    build(tiny_corpus, tmp_path / "scratch", embedder)
+    incremental, scratch = load(tmp_path / "index"), load(tmp_path / "scratch")
+    for name in ("vectors", "sentence_vectors", "highlight_vectors"):
+        np.testing.assert_array_equal(getattr(incremental, name), getattr(scratch, name))
+
+
+def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):
+    index = load(tiny_index)
+    np.testing.assert_array_equal(index.highlight_vectors, index.sentence_vectors)
 
 
 def test_old_builds_are_pruned(tiny_corpus, tiny_index, fake_embedder):

@@ -225,15 +225,16 @@ def test_threads_get_identical_answers_to_identical_questions(real_app):
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory, real_embedder):
+def own_server(tmp_path_factory):
     """A `qa serve` of its own (2 workers) over a small real index: these tests rebuild it and kill workers."""
-    from qa.onnx_embedding import export_extras
+    from qa.onnx_embedding import build_encoder
 
     base = tmp_path_factory.mktemp("own")
     corpus, index = base / "corpus", base / "index"
     corpus.mkdir()
     (corpus / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
-    build(corpus, index, real_embedder, extras=export_extras(real_embedder))
+    with build_encoder(index) as (embedder, extras):
+        build(corpus, index, embedder, extras=extras)
     server = soak.Server(corpus, index, workers=2).start()
     yield server
     server.stop()

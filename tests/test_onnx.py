@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 
 from qa import onnx_embedding
 from qa.index import build, embedded_text, live_build, load
-from qa.onnx_embedding import OnnxEmbedder, export_extras, has_export, mean_pool_normalize
+from qa.onnx_embedding import OnnxEmbedder, build_encoder, has_export, mean_pool_normalize
 
 from conftest import DEV_QUESTIONS, S300
 
@@ -27,10 +28,6 @@ def test_mean_pool_normalize_ignores_padding_and_gives_unit_vectors():
                        [[0.0, 2.0], [0.0, 4.0], [0.0, 6.0]]], dtype=np.float32)
     mask = np.array([[1, 1, 0], [1, 1, 1]])
     np.testing.assert_allclose(mean_pool_normalize(hidden, mask), [[1.0, 0.0], [0.0, 1.0]])
-
-
-def test_export_extras_is_only_for_sentence_transformers(fake_embedder):
-    assert export_extras(fake_embedder) is None
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +82,28 @@ def test_a_batch_of_different_lengths_gives_the_vectors_of_one_at_a_time(real_em
 
 
 @pytest.mark.model
+def test_spans_read_in_context_match_sentence_transformers_token_states(real_embedder, onnx_embedder):
+    """Reference: sentence-transformers' own token states and the tokenizer's offsets, pooled by hand."""
+    text = "Arms Sales. Russia agreed to sell the S-300 to Iran. It delivered them in 2016, after the nuclear deal."
+    sentences = ["Russia agreed to sell the S-300 to Iran.", "It delivered them in 2016, after the nuclear deal."]
+    spans = [(text.index(s), text.index(s) + len(s)) for s in sentences]
+    long_text = " ".join(["Russia and Iran signed a treaty on the Caspian Sea."] * 60)  # past 256 word pieces
+    vectors, (in_context, none, cut) = onnx_embedder.encode_in_context(
+        [text, "Iran", long_text], [spans, [], [(0, 51), (len(long_text) - 51, len(long_text))]])
+
+    np.testing.assert_allclose(vectors, onnx_embedder.encode([text, "Iran", long_text]), atol=1e-5)
+    states = real_embedder.model.encode([text], output_value="token_embeddings", convert_to_numpy=False)[0].numpy()
+    offsets = real_embedder.model.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    for (start, end), ours in zip(spans, in_context):
+        inside = [i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end]
+        reference = states[inside].mean(axis=0)
+        assert float(ours @ reference) / np.linalg.norm(reference) >= MIN_COSINE
+    assert float(in_context[0] @ in_context[1]) < 0.99  # two sentences, two readings
+    assert none.shape == (0, onnx_embedder.dimension)
+    assert float(cut[0] @ vectors[2]) < 0.99 and float(cut[1] @ vectors[2]) >= MIN_COSINE  # truncated: the text's
+
+
+@pytest.mark.model
 def test_the_query_path_imports_no_torch(real_paths):
     corpus, index = real_paths
     script = textwrap.dedent(f"""
@@ -104,8 +123,8 @@ def test_the_query_path_imports_no_torch(real_paths):
 
 
 @pytest.mark.model
-def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path, real_embedder, monkeypatch, caplog):
-    def no_torch(embedder, folder):
+def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path, monkeypatch, caplog):
+    def no_torch(folder):
         folder.mkdir(parents=True)
         (folder / "model.onnx").write_bytes(b"partial")
         raise ImportError("No module named 'torch'")
@@ -113,10 +132,40 @@ def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path,
     monkeypatch.setattr(onnx_embedding, "export", no_torch)
     index = tmp_path / "index"
     with caplog.at_level(logging.WARNING, logger="qa.onnx_embedding"):
-        build(tiny_corpus, index, real_embedder, extras=export_extras(real_embedder))
+        with build_encoder(index) as (embedder, extras):
+            assert type(embedder).__name__ == "SentenceTransformerEmbedder" and extras is None
+            build(tiny_corpus, index, embedder, extras=extras)
     assert "ONNX export failed" in caplog.text
     assert not (live_build(index) / "onnx").exists()
     assert "onnx" not in load(index).manifest
+    assert [p.name for p in (index / "builds").iterdir()] == [live_build(index).name]  # no scratch export left
+
+
+@pytest.mark.model
+def test_a_rebuild_reuses_the_export_and_never_imports_torch(real_paths, tmp_path):
+    """A changed document is re-embedded by the live build's export: no torch, and the same file (a hard link)."""
+    corpus, index = real_paths
+    shutil.copytree(corpus, tmp_path / "corpus")
+    shutil.copytree(index, tmp_path / "index")
+    before = live_build(tmp_path / "index")
+    document = next((tmp_path / "corpus").iterdir())
+    document.write_text(document.read_text(encoding="utf-8") + "\n\nA closing paragraph on the weather.\n",
+                        encoding="utf-8")
+    script = textwrap.dedent(f"""
+        import sys
+        from qa.cli import run_build
+
+        run_build({str(tmp_path / "corpus")!r}, {str(tmp_path / "index")!r})
+        print(sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "changed 1" in done.stderr
+    after = load(tmp_path / "index")
+    assert after.path != before and after.manifest["onnx"] == load(index).manifest["onnx"]
+    assert (after.path / "onnx" / "model.onnx").stat().st_ino == (before / "onnx" / "model.onnx").stat().st_ino
+    assert "weather" in after.chunks[-1].text
 
 
 @pytest.mark.model

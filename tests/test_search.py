@@ -84,6 +84,18 @@ def test_results_slice_the_document_and_highlights_sit_inside(searcher):
             assert r["start"] <= mark["start"] < mark["end"] <= r["end"]
 
 
+def test_the_highlight_follows_the_in_context_sentence_vectors(searcher, fake_embedder):
+    """Ranking reads each sentence alone; the mark reads it in its passage (`Index.highlight_vectors`)."""
+    index = searcher.index
+    chunk_id = next(i for i, c in enumerate(index.chunks) if len(c.sentences) >= 2)
+    first = index.sentence_offsets[chunk_id]
+    query_vector = fake_embedder.encode(["Nile flood"])[0]
+    index.highlight_vectors = index.highlight_vectors.copy()
+    index.highlight_vectors[first:first + 2] = [-query_vector, query_vector]  # the second sentence, by far
+    sentences = index.chunks[chunk_id].sentences
+    assert searcher.highlight(chunk_id, query_vector) == [{"start": sentences[1][0], "end": sentences[1][1]}]
+
+
 def test_document_filter_restricts_results(searcher):
     everywhere = searcher.search("rivers and mountains", k=10)
     assert {r["document"] for r in everywhere["results"]} == {"rivers", "mountains"}

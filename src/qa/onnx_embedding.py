@@ -1,9 +1,10 @@
-"""The torch-free query path: the embedder exported to ONNX at build time, run with onnxruntime and `tokenizers`.
+"""The torch-free encoder: the model exported to ONNX at build time, run with onnxruntime and `tokenizers`.
 
-`qa build` exports the transformer of the sentence-transformers model (token ids in, `last_hidden_state` out) into
-the build's `onnx/` folder beside the model's own `tokenizer.json`; `OnnxEmbedder` then tokenizes with `tokenizers`,
-runs the graph with onnxruntime and does the mean pooling and L2 normalisation of sentence-transformers in numpy.
-Nothing here imports torch or sentence-transformers except `export`, which runs at build time only.
+`qa build` exports the model's transformer (token ids in, `last_hidden_state` out) into the build's `onnx/` folder
+beside the model's own `tokenizer.json`, once: later builds reuse it. `OnnxEmbedder` tokenizes with `tokenizers`, runs
+the graph with onnxruntime and does the mean pooling and L2 normalisation of sentence-transformers in numpy; it
+embeds both the index (on every core) and the queries (one thread per worker). Nothing here imports torch except
+`export`, which runs only when no reusable export exists.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 import warnings
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .embedding import Embedder, SentenceTransformerEmbedder
+from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_path, model_version, offline
+from .index import BUILDS, IndexUnavailable, live_build, read_manifest
 from .settings import BY_NAME
 
 log = logging.getLogger(__name__)
@@ -48,18 +54,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export(embedder: SentenceTransformerEmbedder, folder: Path) -> dict:
-    """Write the transformer as ONNX, its tokenizer and the pooling settings into `folder`; return its manifest entry.
+def export(folder: Path) -> dict:
+    """Write the installed model's transformer as ONNX, its tokenizer and the pooling settings into `folder`.
 
-    The graph takes `INPUTS` (int64, batch x sequence, both axes dynamic) and returns `last_hidden_state`; pooling
-    stays out of the graph so that the one tokenizer call and one numpy mean are all that runs around it.
+    Returns the build manifest's entry for it. The graph takes `INPUTS` (int64, batch x sequence, both axes dynamic)
+    and returns `last_hidden_state`; pooling stays out of the graph so that the one tokenizer call and one numpy
+    mean are all that runs around it. The model is loaded with `transformers` alone: importing sentence-transformers
+    would add seconds to every build, and the tests hold the vectors to sentence-transformers' own.
     """
     import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
-    from .embedding import model_path
-
-    transformer = embedder.model[0].auto_model.eval()
-    max_length = int(embedder.model.max_seq_length)
+    offline()
+    transformers_logging.disable_progress_bar()
+    source = Path(model_path())
+    max_length = int(json.loads((source / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"])
+    # eager attention: 8% less CPU per query in onnxruntime than the SDPA graph
+    transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self) -> None:
@@ -75,52 +87,92 @@ def export(embedder: SentenceTransformerEmbedder, folder: Path) -> dict:
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0  # a padded row, so that the traced graph keeps the attention-mask path
     dynamic = {0: "batch", 1: "sequence"}
-    attention = transformer.config._attn_implementation
-    transformer.set_attn_implementation("eager")  # 8% less CPU per query in onnxruntime than the SDPA graph
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            # The tracer warns about Python branches on shapes (mask padding, causal flags) that are constant for
-            # an encoder; the tests check the exported graph against sentence-transformers on real inputs.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                LastHiddenState(), (ids, mask, torch.zeros_like(ids)), str(folder / MODEL_FILE),
-                input_names=list(INPUTS), output_names=["last_hidden_state"],
-                dynamic_axes={**{name: dynamic for name in INPUTS}, "last_hidden_state": dynamic},
-                opset_version=OPSET, do_constant_folding=True, dynamo=False,
-            )
-    finally:
-        transformer.set_attn_implementation(attention)
-    shutil.copyfile(Path(model_path()) / TOKENIZER_FILE, folder / TOKENIZER_FILE)
-    config = {"model_id": embedder.model_id, "model_version": embedder.model_version,
-              "dimension": embedder.dimension, "max_length": max_length, "pooling": "mean", "normalize": True,
-              "inputs": list(INPUTS)}
+    with torch.inference_mode(), warnings.catch_warnings():
+        # The tracer warns about Python branches on shapes (mask padding, causal flags) that are constant for
+        # an encoder; the tests check the exported graph against sentence-transformers on real inputs.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHiddenState(), (ids, mask, torch.zeros_like(ids)), str(folder / MODEL_FILE),
+            input_names=list(INPUTS), output_names=["last_hidden_state"],
+            dynamic_axes={**{name: dynamic for name in INPUTS}, "last_hidden_state": dynamic},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+    shutil.copyfile(source / TOKENIZER_FILE, folder / TOKENIZER_FILE)
+    config = {"model_id": MODEL_ID, "model_version": model_version(), "dimension": DIMENSION,
+              "max_length": max_length, "pooling": "mean", "normalize": True, "inputs": list(INPUTS)}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
     return {"file": f"{EXPORT_FOLDER}/{MODEL_FILE}", "sha256": _sha256(folder / MODEL_FILE), "opset": OPSET,
             "max_length": max_length}
 
 
-def export_extras(embedder: Embedder) -> Callable[[Path], dict] | None:
-    """The `extras` callback of `index.build` that adds the ONNX export to a build (None for other embedders).
+def reusable_export(index_dir: Path) -> tuple[Path, dict] | None:
+    """The live build's export folder and manifest entry, if it was made from the installed model by this exporter.
 
-    A failed export (torch or onnx missing, an exporter error) is logged as a warning and leaves the build without
-    `onnx/`: the index is still good and queries fall back to sentence-transformers.
+    Where the model package is not installed (the torch-free runtime image), the export is the model.
     """
-    if not isinstance(embedder, SentenceTransformerEmbedder):
+    build = live_build(index_dir)
+    if build is None or not has_export(build):
         return None
+    try:
+        entry = read_manifest(build).get("onnx")
+        config = json.loads((build / EXPORT_FOLDER / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (IndexUnavailable, OSError, ValueError):
+        return None
+    try:
+        installed = model_version()
+    except PackageNotFoundError:
+        installed = config.get("model_version")
+    if not isinstance(entry, dict) or entry.get("opset") != OPSET or config.get("model_version") != installed:
+        return None
+    return build / EXPORT_FOLDER, entry
 
-    def extras(staging: Path) -> dict:
-        began = time.perf_counter()
-        folder = staging / EXPORT_FOLDER
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link every file of `source` into `target` (a copy where links are not possible): builds share the export."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
         try:
-            entry = export(embedder, folder)
-        except Exception as exc:  # noqa: BLE001 - any exporter failure must leave a usable build
-            shutil.rmtree(folder, ignore_errors=True)
-            log.warning("ONNX export failed (%s: %s); queries will use sentence-transformers", type(exc).__name__, exc)
-            return {}
-        log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
-        return {"onnx": entry}
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copyfile(path, target / path.name)
 
-    return extras
+
+@contextmanager
+def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], dict] | None]]:
+    """What `qa build` embeds with, and the `extras` callback of `index.build` that puts the export into the build.
+
+    The live build's export is reused when it matches the installed model, so a rebuild never imports torch; else
+    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds. Either way the
+    index's vectors come from the same graph that serves the queries, run on every core. If the export fails, the
+    failure is logged as a warning, sentence-transformers embeds, and the build has no export: the index is still
+    good and queries fall back to sentence-transformers.
+    """
+    scratch: Path | None = None
+    try:
+        found = reusable_export(index_dir)
+        if found is None:
+            builds = index_dir / BUILDS
+            builds.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=".staging-export-", dir=builds))  # pruned if a crash leaves it
+            began = time.perf_counter()
+            try:
+                found = scratch / EXPORT_FOLDER, export(scratch / EXPORT_FOLDER)
+            except Exception as exc:  # noqa: BLE001 - any exporter failure must leave a usable build
+                log.warning("ONNX export failed (%s: %s); queries will use sentence-transformers",
+                            type(exc).__name__, exc)
+                yield SentenceTransformerEmbedder(), None
+                return
+            log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
+        folder, entry = found
+
+        def extras(staging: Path) -> dict:
+            _link_tree(folder, staging / EXPORT_FOLDER)
+            return {"onnx": entry}
+
+        yield OnnxEmbedder(folder.parent, threads=len(os.sched_getaffinity(0))), extras
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- serving (no torch)
@@ -156,19 +208,47 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or BY_NAME["onnx_threads"].from_env()
         options.inter_op_num_threads = 1
+        # Idle threads wait without spinning: on a busy machine spinning threads took CPU from the working one
+        # (embedding the bundled document with 2 threads: 6.4 s spinning, 5.2 s not).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
                                                     providers=["CPUExecutionProvider"])
         self.encode(["warm-up"])  # the first run sets up kernels and buffers: pay for it here, not in a request
 
-    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def _run(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list]:
+        """Token states (batch x tokens x dim), the attention mask and the tokenizer's encodings of `texts`."""
         encodings = self.tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         (hidden,) = self.session.run(None, {name: feeds[name] for name in self.inputs})
+        return hidden, mask, encodings
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        hidden, mask, _ = self._run(texts)
         return mean_pool_normalize(hidden, mask)
+
+    def encode_in_context(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                          ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The vectors of `texts` and, from the same pass, of each text's character `spans` (late chunking).
+
+        A span's vector is the normalised mean of the states of the tokens inside it, so each span is read in the
+        context of its whole text. A span that truncation cut off gets the whole text's vector.
+        """
+        hidden, mask, encodings = self._run(texts)
+        vectors = mean_pool_normalize(hidden, mask)
+        in_context = []
+        for row, (encoding, text_spans) in enumerate(zip(encodings, spans)):
+            offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+            real = (offsets[:, 1] > offsets[:, 0]) & (mask[row] == 1)  # not [CLS], [SEP] or padding
+            starts, ends = np.array(text_spans, dtype=np.int64).reshape(-1, 2).T
+            inside = (real & (offsets[:, 0] >= starts[:, None]) & (offsets[:, 1] <= ends[:, None])).astype(np.int64)
+            pooled = mean_pool_normalize(np.broadcast_to(hidden[row], (len(text_spans),) + hidden[row].shape), inside)
+            pooled[inside.sum(axis=1) == 0] = vectors[row]
+            in_context.append(pooled)
+        return vectors, in_context
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:

@@ -176,7 +176,7 @@ class Searcher:
     def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
         """The sentence of the passage closest to the question (or two adjacent ones that answer together)."""
         first, last = self.index.sentence_offsets[chunk_id], self.index.sentence_offsets[chunk_id + 1]
-        a, b = best_sentences(self.index.sentence_vectors[first:last] @ query_vector)
+        a, b = best_sentences(self.index.highlight_vectors[first:last] @ query_vector)
         sentences = self.index.chunks[chunk_id].sentences
         return [{"start": sentences[a][0], "end": sentences[b][1]}]
 
