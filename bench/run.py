@@ -387,7 +387,8 @@ def in_process_rows(index: Path, qs: list[str], rounds: int) -> tuple[list[Row],
             row(group, "search CPU time p50 (thread)", c[50], "ms"),
             row(group, "query encoder pass alone p50", encoder_pass, "ms"),
             row(group, "search p50 / encoder pass p50", round(p[50] / encoder_pass, 2), "x", at_most=1.5)]
-    return rows, type(searcher.embedder).__name__
+    encoder = getattr(searcher.embedder, "encoder", None)  # exact or int8, for the ONNX encoder
+    return rows, type(searcher.embedder).__name__ + (f" ({encoder})" if encoder else "")
 
 
 def server_rows(options: Options, index: Path, qs: list[str], folder: Path) -> list[Row]:
@@ -497,6 +498,8 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--skip-server", action="store_true", help="no cold start, HTTP, load or memory rows")
     parser.add_argument("--reference-encoder", action="store_true",
                         help="serve the fresh build without its ONNX export, i.e. with sentence-transformers on torch")
+    parser.add_argument("--query-encoder", choices=("exact", "int8"), default="exact",
+                        help="the query_encoder setting, for this process and the server it starts")
     parser.add_argument("--index", type=Path,
                         help="measure this built index instead of building one (no build row): e.g. from an "
                              "environment without torch, as the container's runtime stage is")
@@ -510,6 +513,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Options, argparse.Namespace]:
 
 def main(argv: Sequence[str]) -> None:
     options, args = parse_args(argv)
+    os.environ["QA_QUERY_ENCODER"] = args.query_encoder
     info = machine()
     qs = questions(options.questions)
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:

@@ -103,3 +103,9 @@ def test_build_without_the_model_says_what_to_install(tiny_corpus, tmp_path, mon
     assert result.exit_code == 2, result.output
     assert "cannot embed: No module named 'torch'" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_serve_refuses_an_unknown_query_encoder(tiny_corpus, tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--query-encoder", "fp16", "--corpus", str(tiny_corpus),
+                                       "--index", str(tmp_path / "index")])
+    assert result.exit_code == 2 and "'exact', 'int8'" in result.output

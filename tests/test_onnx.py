@@ -104,6 +104,24 @@ def test_spans_read_in_context_match_sentence_transformers_token_states(real_emb
 
 
 @pytest.mark.model
+def test_the_export_carries_an_int8_encoder_and_a_build_without_it_falls_back(real_paths, tmp_path, caplog):
+    _, index = real_paths
+    build_folder = live_build(index)
+    assert load(index).manifest["onnx"]["int8"] == "onnx/model-int8.onnx"
+    int8 = build_folder / "onnx" / "model-int8.onnx"
+    assert int8.stat().st_size < (build_folder / "onnx" / "model.onnx").stat().st_size / 3
+    with pytest.raises(ValueError, match="exact, int8"):
+        OnnxEmbedder(build_folder, encoder="fp16")
+
+    old = tmp_path / "old-build"
+    shutil.copytree(build_folder, old)
+    (old / "onnx" / "model-int8.onnx").unlink()
+    with caplog.at_level(logging.WARNING, logger="qa.onnx_embedding"):
+        assert OnnxEmbedder(old, encoder="int8").encoder == "exact"
+    assert "no int8 query encoder" in caplog.text
+
+
+@pytest.mark.model
 def test_the_query_path_imports_no_torch(real_paths):
     corpus, index = real_paths
     script = textwrap.dedent(f"""

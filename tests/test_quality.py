@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from qa.cli import main
-from qa.evaluation import run_evaluation
+from qa.engine import open_searcher
+from qa.evaluation import load_jsonl, respond, run_evaluation, score
+from qa.onnx_embedding import OnnxEmbedder
 
 from conftest import DEV_QUESTIONS
 
@@ -45,6 +47,22 @@ def test_dev_figures_do_not_fall_below_their_floors(real_paths):
         assert figures[key] >= floor, (key, figures[key])
     assert figures["median_passage_words"] <= 120
     assert len(misses) == round((1 - figures["hit@1"]) * figures["answerable_items"])
+
+
+def test_the_int8_query_encoder_keeps_the_dev_figures_above_their_floors(real_paths, monkeypatch):
+    """The opt-in `int8` encoder (the `query_encoder` setting) is close to the exact one and ranks as well."""
+    corpus, index = real_paths
+    monkeypatch.setenv("QA_QUERY_ENCODER", "int8")
+    searcher = open_searcher(index, corpus)
+    assert searcher.embedder.encoder == "int8"
+    questions = [json.loads(line)["question"] for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    exact = OnnxEmbedder(searcher.index.path, encoder="exact").encode(questions)
+    assert 0.98 <= (searcher.embedder.encode(questions) * exact).sum(axis=1).min() < 0.9999  # close, not the same
+    items = load_jsonl(DEV_QUESTIONS)
+    (text,) = [d.text for d in searcher.index.documents.values()]
+    figures, _ = score(text, items, respond(searcher, items))
+    for key, floor in FLOORS.items():
+        assert figures[key] >= floor, (key, figures[key])
 
 
 def test_qa_eval_json_agrees_with_the_library(real_paths):

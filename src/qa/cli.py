@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .documents import CorpusError
 from .index import IndexUnavailable
+from .onnx_embedding import QUERY_ENCODERS
 from .settings import BY_NAME
 
 EXIT_UNAVAILABLE = 2
@@ -207,14 +208,15 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
 @setting_option("workers")
 @setting_option("answerable_threshold")
 @setting_option("onnx_threads")
+@setting_option("query_encoder", type=click.Choice(QUERY_ENCODERS))
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 def serve_command(host: str, port: int, workers: int, answerable_threshold: float | None, onnx_threads: int,
-                  rate_limit: str | None, cors_origins: str, corpus: str, index: str, no_build: bool,
-                  dev: bool) -> None:
+                  query_encoder: str, rate_limit: str | None, cors_origins: str, corpus: str, index: str,
+                  no_build: bool, dev: bool) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
@@ -226,6 +228,7 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
             click.echo(f"{exc}: building now", err=True)
             run_build(corpus, index)
     os.environ[BY_NAME["onnx_threads"].env] = str(onnx_threads)  # read by each worker's query encoder
+    os.environ[BY_NAME["query_encoder"].env] = query_encoder
     config = {"CORPUS": corpus, "INDEX": index, "ANSWERABLE_THRESHOLD": answerable_threshold,
               "RATE_LIMIT": rate_limit, "CORS_ORIGINS": cors_origins}
     from .server import run

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "onnx"
 MODEL_FILE = "model.onnx"
+INT8_FILE = "model-int8.onnx"  # the same graph, weights quantised to 8 bits: the `int8` query encoder
+QUERY_ENCODERS = ("exact", "int8")
+EXPORT_FORMAT = 2  # 2: with INT8_FILE
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 OPSET = 17
@@ -102,7 +106,29 @@ def export(folder: Path) -> dict:
               "max_length": max_length, "pooling": "mean", "normalize": True, "inputs": list(INPUTS)}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
     return {"file": f"{EXPORT_FOLDER}/{MODEL_FILE}", "sha256": _sha256(folder / MODEL_FILE), "opset": OPSET,
-            "max_length": max_length}
+            "max_length": max_length, "format": EXPORT_FORMAT}
+
+
+def quantize(folder: Path) -> None:
+    """Write `INT8_FILE` beside the export: weights quantised to 8 bits per output channel, activations at run time.
+
+    A question's pass is bound by reading the weights from memory (one token costs half of a ten-token question), so
+    weights a quarter the size make it about 2.5x faster. The vectors are close to the exact ones but not identical,
+    hence an opt-in (the `query_encoder` setting). On failure the build goes on without it, with a warning.
+    """
+    problem = None
+    logging.disable(logging.WARNING)  # the quantiser advises "pre-processing" on the root logger at every call
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(folder / MODEL_FILE, folder / INT8_FILE, weight_type=QuantType.QInt8, per_channel=True)
+    except Exception as exc:  # noqa: BLE001 - the exact encoder is complete without it
+        problem = f"{type(exc).__name__}: {exc}"
+    finally:
+        logging.disable(logging.NOTSET)
+    if problem:
+        (folder / INT8_FILE).unlink(missing_ok=True)
+        log.warning("could not quantise the query encoder (%s); `int8` will use the exact one", problem)
 
 
 def reusable_export(index_dir: Path) -> tuple[Path, dict] | None:
@@ -122,7 +148,7 @@ def reusable_export(index_dir: Path) -> tuple[Path, dict] | None:
         installed = model_version()
     except PackageNotFoundError:
         installed = config.get("model_version")
-    if not isinstance(entry, dict) or entry.get("opset") != OPSET or config.get("model_version") != installed:
+    if not isinstance(entry, dict) or entry.get("format") != EXPORT_FORMAT or config.get("model_version") != installed:
         return None
     return build / EXPORT_FOLDER, entry
 
@@ -142,12 +168,14 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
     """What `qa build` embeds with, and the `extras` callback of `index.build` that puts the export into the build.
 
     The live build's export is reused when it matches the installed model, so a rebuild never imports torch; else
-    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds. Either way the
-    index's vectors come from the same graph that serves the queries, run on every core. If the export fails, the
-    failure is logged as a warning, sentence-transformers embeds, and the build has no export: the index is still
-    good and queries fall back to sentence-transformers.
+    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds, and quantised
+    (`quantize`) while the corpus is embedded. Either way the index's vectors come from the same exact graph that
+    serves the queries, run on every core. If the export fails, the failure is logged as a warning,
+    sentence-transformers embeds, and the build has no export: the index is still good and queries fall back to
+    sentence-transformers.
     """
     scratch: Path | None = None
+    quantizing: threading.Thread | None = None
     try:
         found = reusable_export(index_dir)
         if found is None:
@@ -163,14 +191,21 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
                 yield SentenceTransformerEmbedder(), None
                 return
             log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
+            quantizing = threading.Thread(target=quantize, args=(found[0],), name="quantize")
+            quantizing.start()
         folder, entry = found
 
         def extras(staging: Path) -> dict:
+            if quantizing is not None:
+                quantizing.join()
             _link_tree(folder, staging / EXPORT_FOLDER)
-            return {"onnx": entry}
+            return {"onnx": {**entry, "int8": f"{EXPORT_FOLDER}/{INT8_FILE}" if (folder / INT8_FILE).is_file()
+                             else None}}
 
-        yield OnnxEmbedder(folder.parent, threads=len(os.sched_getaffinity(0))), extras
+        yield OnnxEmbedder(folder.parent, threads=len(os.sched_getaffinity(0)), encoder="exact"), extras
     finally:
+        if quantizing is not None:
+            quantizing.join()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -188,9 +223,12 @@ class OnnxEmbedder:
     threads
         onnxruntime intra-op threads; default `$QA_ONNX_THREADS`, else 1. One per worker process is fastest under
         concurrent load, where the workers already keep every core busy.
+    encoder
+        `exact` or `int8` (see `quantize`); default `$QA_QUERY_ENCODER`, else `exact`. A build without the int8
+        file uses the exact encoder, with a warning.
     """
 
-    def __init__(self, build: Path, threads: int | None = None) -> None:
+    def __init__(self, build: Path, threads: int | None = None, encoder: str | None = None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -213,8 +251,14 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.encoder = encoder or BY_NAME["query_encoder"].from_env()
+        if self.encoder not in QUERY_ENCODERS:
+            raise ValueError(f"query encoder must be one of {', '.join(QUERY_ENCODERS)}, not {self.encoder!r}")
+        if self.encoder == "int8" and not (folder / INT8_FILE).is_file():
+            log.warning("%s has no int8 query encoder (built before it existed?): using the exact one", build)
+            self.encoder = "exact"
+        model = folder / (INT8_FILE if self.encoder == "int8" else MODEL_FILE)
+        self.session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self.encode(["warm-up"])  # the first run sets up kernels and buffers: pay for it here, not in a request
 
     def _run(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list]:
