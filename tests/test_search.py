@@ -1,5 +1,7 @@
 """Ranking, fusion, highlights and document filtering (fake embedder), checked against brute-force references."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,8 @@ from qa.search import (
     DENSE_WEIGHT, PAIR_RATIO, PASSAGE_WEIGHT, RRF_K, SECTION_WEIGHT, QueryError, Searcher, Weights,
     best_sentences, reciprocal_rank_fusion, validate, weighted_fusion, zscore,
 )
+
+from conftest import CORPUS, DEV_QUESTIONS
 
 
 @pytest.fixture
@@ -114,3 +118,16 @@ def test_validation_rejects_bad_parameters(query, k):
 
 def test_validation_accepts_and_trims():
     assert validate("  a question ", 50, None) == ("a question", 50, None)
+
+
+def test_query_terms_are_those_of_bm25s_tokenize():
+    """`lexical.tokenize` is a faster route to the terms the BM25 index was built with: they must be identical."""
+    import bm25s
+
+    from qa.lexical import _stemmer
+
+    texts = [line for path in CORPUS.iterdir() for line in path.read_text(encoding="utf-8").splitlines()]
+    texts += [json.loads(line)["question"] for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    texts += ["", "!!", "a", "Iran's S-300s", "naïve café ÉTÉ 2016", "the and of", "x_y 3.5 über-Strauß"]
+    reference = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    assert tokenize(texts) == reference

