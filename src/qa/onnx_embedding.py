@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -102,11 +101,13 @@ def export(folder: Path) -> dict:
             opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
     shutil.copyfile(source / TOKENIZER_FILE, folder / TOKENIZER_FILE)
+    quantize(folder)
     config = {"model_id": MODEL_ID, "model_version": model_version(), "dimension": DIMENSION,
               "max_length": max_length, "pooling": "mean", "normalize": True, "inputs": list(INPUTS)}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
     return {"file": f"{EXPORT_FOLDER}/{MODEL_FILE}", "sha256": _sha256(folder / MODEL_FILE), "opset": OPSET,
-            "max_length": max_length, "format": EXPORT_FORMAT}
+            "max_length": max_length, "format": EXPORT_FORMAT,
+            "int8": f"{EXPORT_FOLDER}/{INT8_FILE}" if (folder / INT8_FILE).is_file() else None}
 
 
 def quantize(folder: Path) -> None:
@@ -168,14 +169,12 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
     """What `qa build` embeds with, and the `extras` callback of `index.build` that puts the export into the build.
 
     The live build's export is reused when it matches the installed model, so a rebuild never imports torch; else
-    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds, and quantised
-    (`quantize`) while the corpus is embedded. Either way the index's vectors come from the same exact graph that
+    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds. Either way the index's vectors come from the same exact graph that
     serves the queries, run on every core. If the export fails, the failure is logged as a warning,
     sentence-transformers embeds, and the build has no export: the index is still good and queries fall back to
     sentence-transformers.
     """
     scratch: Path | None = None
-    quantizing: threading.Thread | None = None
     try:
         found = reusable_export(index_dir)
         if found is None:
@@ -191,21 +190,14 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
                 yield SentenceTransformerEmbedder(), None
                 return
             log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
-            quantizing = threading.Thread(target=quantize, args=(found[0],), name="quantize")
-            quantizing.start()
         folder, entry = found
 
         def extras(staging: Path) -> dict:
-            if quantizing is not None:
-                quantizing.join()
             _link_tree(folder, staging / EXPORT_FOLDER)
-            return {"onnx": {**entry, "int8": f"{EXPORT_FOLDER}/{INT8_FILE}" if (folder / INT8_FILE).is_file()
-                             else None}}
+            return {"onnx": entry}
 
         yield OnnxEmbedder(folder.parent, threads=len(os.sched_getaffinity(0)), encoder="exact"), extras
     finally:
-        if quantizing is not None:
-            quantizing.join()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
