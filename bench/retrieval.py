@@ -3,7 +3,7 @@
     python bench/retrieval.py            # dev set, every variant (a few minutes on two cores)
     python bench/retrieval.py --qasper   # also the 20 QASPER papers (slower: an index per paper and unit size)
 
-Each unit size is built once into a temporary folder with the real model; the ranking variants are `search.Weights`
+Each unit size is built once into a temporary folder with the real model (its ONNX export, as `qa build` uses); the ranking variants are `search.Weights`
 values over the same index, so a row differs from the kept configuration in exactly what it names.
 """
 
@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from qa.documents import corpus_files
-from qa.embedding import SentenceTransformerEmbedder
 from qa.evaluation import load_jsonl, respond, score
 from qa.index import build, load
+from qa.onnx_embedding import build_encoder
 from qa.search import Searcher, Weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qasper", action="store_true", help="also score QASPER, one paper at a time")
     args = parser.parse_args()
-    embedder = SentenceTransformerEmbedder()
     header = ["variant", *COLUMNS] + (["QASPER hit@1 / hit@5 / mrr@10"] if args.qasper else [])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    with tempfile.TemporaryDirectory() as folder:
+    # The encoder `qa build` and the service use: the model's ONNX export, exported once into the scratch folder.
+    with tempfile.TemporaryDirectory() as folder, build_encoder(Path(folder) / "encoder") as (embedder, _):
         tmp = Path(folder)
         for max_words in UNIT_SIZES:
             index_dir = build_index(ROOT / "corpus", tmp / f"dev-{max_words}", embedder, max_words)

@@ -169,10 +169,10 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
     """What `qa build` embeds with, and the `extras` callback of `index.build` that puts the export into the build.
 
     The live build's export is reused when it matches the installed model, so a rebuild never imports torch; else
-    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds. Either way the index's vectors come from the same exact graph that
-    serves the queries, run on every core. If the export fails, the failure is logged as a warning,
-    sentence-transformers embeds, and the build has no export: the index is still good and queries fall back to
-    sentence-transformers.
+    the model is exported afresh (torch, at build time only) into a scratch folder beside the builds. Either way the
+    index's vectors come from the same exact graph that serves the queries, run on every core. If the export
+    fails, the failure is logged as a warning, sentence-transformers embeds, and the build has no export: the index
+    is still good and queries fall back to sentence-transformers.
     """
     scratch: Path | None = None
     try:
@@ -187,9 +187,11 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
             except Exception as exc:  # noqa: BLE001 - any exporter failure must leave a usable build
                 log.warning("ONNX export failed (%s: %s); queries will use sentence-transformers",
                             type(exc).__name__, exc)
-                yield SentenceTransformerEmbedder(), None
-                return
-            log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
+            else:
+                log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
+        if found is None:
+            yield SentenceTransformerEmbedder(), None
+            return
         folder, entry = found
 
         def extras(staging: Path) -> dict:
