@@ -101,8 +101,10 @@ def test_build_without_the_model_says_what_to_install(tiny_corpus, tmp_path, mon
     monkeypatch.setattr(embedding.SentenceTransformerEmbedder, "__init__", missing)
     result = CliRunner().invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(tmp_path / "index")])
     assert result.exit_code == 2, result.output
-    assert "cannot embed: No module named 'torch'" in result.stderr and "Traceback" not in result.output
-    assert not (tmp_path / "index" / "CURRENT").exists()
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output  # one line
+    assert "cannot build:" in result.stderr and "has no export of the model to reuse" in result.stderr
+    assert "No module named 'torch'" in result.stderr and "make install" in result.stderr
+    assert list((tmp_path / "index").iterdir()) == []  # nothing left behind
 
 
 def test_serve_refuses_an_unknown_query_encoder(tiny_corpus, tmp_path):

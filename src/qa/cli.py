@@ -79,7 +79,7 @@ def run_build(corpus: str, index: str) -> None:
     except CorpusError as exc:
         fail(str(exc))
     except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
-        fail(f"cannot embed: {exc}; install the project with its model (`make install`) to build this index")
+        fail(f"cannot build: {exc}; build it once where the project is fully installed (`make install`)")
     for doc_id in report.skipped:
         click.echo(f"skipped {doc_id}: not UTF-8 text", err=True)
     click.echo(

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -174,23 +174,28 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
     fails, the failure is logged as a warning, sentence-transformers embeds, and the build has no export: the index
     is still good and queries fall back to sentence-transformers.
     """
+    builds = index_dir / BUILDS
     scratch: Path | None = None
     try:
         found = reusable_export(index_dir)
         if found is None:
-            builds = index_dir / BUILDS
             builds.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=".staging-export-", dir=builds))  # pruned if a crash leaves it
             began = time.perf_counter()
             try:
                 found = scratch / EXPORT_FOLDER, export(scratch / EXPORT_FOLDER)
             except Exception as exc:  # noqa: BLE001 - any exporter failure must leave a usable build
-                log.warning("ONNX export failed (%s: %s); queries will use sentence-transformers",
-                            type(exc).__name__, exc)
+                failure = f"{type(exc).__name__}: {exc}"
             else:
                 log.info("exported the query encoder to ONNX in %.1f s", time.perf_counter() - began)
         if found is None:
-            yield SentenceTransformerEmbedder(), None
+            try:
+                fallback = SentenceTransformerEmbedder()
+            except ImportError as exc:  # a serving-only install: neither torch nor sentence-transformers
+                raise ImportError(f"{index_dir} has no export of the model to reuse, and this install cannot make "
+                                  f"one ({failure})") from exc
+            log.warning("ONNX export failed (%s); sentence-transformers embeds, and queries will use it", failure)
+            yield fallback, None
             return
         folder, entry = found
 
@@ -202,6 +207,8 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            with suppress(OSError):
+                builds.rmdir()  # only if empty: this build failed and none came before it
 
 
 # ---------------------------------------------------------------- serving (no torch)
