@@ -387,8 +387,7 @@ def in_process_rows(index: Path, qs: list[str], rounds: int) -> tuple[list[Row],
             row(group, "search CPU time p50 (thread)", c[50], "ms"),
             row(group, "query encoder pass alone p50", encoder_pass, "ms"),
             row(group, "search p50 / encoder pass p50", round(p[50] / encoder_pass, 2), "x", at_most=1.5)]
-    encoder = getattr(searcher.embedder, "encoder", None)  # exact or int8, for the ONNX encoder
-    return rows, type(searcher.embedder).__name__ + (f" ({encoder})" if encoder else "")
+    return rows, f"{type(searcher.embedder).__name__} ({searcher.embedder.encoder})"
 
 
 def server_rows(options: Options, index: Path, qs: list[str], folder: Path) -> list[Row]:

@@ -37,6 +37,7 @@ class FakeEmbedder:
     model_id = "fake/hashed-stems"
     model_version = "fake==1"
     dimension = 64
+    encoder = "fake"
 
     def encode(self, texts, batch_size: int = 32) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from qa.app import create_app
+from qa.index import live_build
 from qa.search import Searcher
 
 RETRYABLE = {429, 503}
@@ -221,3 +222,9 @@ def test_any_script_or_character_gets_a_clear_answer(client, question):
 def test_undecodable_bytes_in_the_query_string_get_an_answer(client, raw):
     response = client.get("/api/search?q=" + raw)
     assert response.status_code == 200 and response.get_json()["query"]
+
+
+def test_health_names_the_build_and_the_query_encoder(client, tiny_index):
+    body = client.get("/api/health").get_json()
+    assert body["status"] == "ok" and body["query_encoder"] == "fake"
+    assert body["index"]["build"] == live_build(tiny_index).name

@@ -111,3 +111,13 @@ def test_serve_refuses_an_unknown_query_encoder(tiny_corpus, tmp_path):
     result = CliRunner().invoke(main, ["serve", "--query-encoder", "fp16", "--corpus", str(tiny_corpus),
                                        "--index", str(tmp_path / "index")])
     assert result.exit_code == 2 and "'exact', 'int8'" in result.output
+
+
+def test_the_query_encoder_option_reaches_search_and_info(real_runner, monkeypatch):
+    monkeypatch.setenv("QA_QUERY_ENCODER", "exact")  # the option's value goes into the environment: restore it
+    result = real_runner.invoke(main, ["search", "--query-encoder", "int8", "--json", "--k", "1", S300])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["section"] == "Arms Sales"
+    assert "queries use int8" in real_runner.invoke(main, ["info"]).stdout
+    result = real_runner.invoke(main, ["search", "--query-encoder", "fp16", S300])
+    assert result.exit_code == 2 and "'exact', 'int8'" in result.output

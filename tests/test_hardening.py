@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -182,6 +183,12 @@ def raw_get(base: str, path: str) -> http.client.HTTPResponse:
     response.body = response.read()
     connection.close()
     return response
+
+
+@pytest.mark.server
+@pytest.mark.model
+def test_the_real_server_reports_its_exact_query_encoder(live_server):
+    assert json.loads(raw_get(live_server, "/api/health").body)["query_encoder"] == "exact"
 
 
 @pytest.mark.server

@@ -116,9 +116,11 @@ def health():
 
     holder = index_holder(current_app)
     try:
-        body = {"status": "ok", "index": holder.get().index.summary()}
+        searcher = holder.get()
     except IndexUnavailable as exc:
         return error_response(503, "index_unavailable", str(exc), status="unavailable")
+    body = {"status": "ok", "index": searcher.index.summary(),
+            "query_encoder": searcher.embedder.encoder}
     if holder.error:
         body["warning"] = holder.error  # a newer build was refused; still serving this one
     return jsonify(body)

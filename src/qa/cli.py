@@ -37,6 +37,17 @@ def paths_options(f: Callable) -> Callable:
     return setting_option("corpus")(setting_option("index")(f))
 
 
+def query_encoder_option(f: Callable) -> Callable:
+    """`--query-encoder`; the choice goes into the environment, where every query encoder this process (or its
+    server workers) opens reads it."""
+    def remember(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        os.environ[BY_NAME["query_encoder"].env] = value
+        return value
+
+    return setting_option("query_encoder", type=click.Choice(QUERY_ENCODERS), callback=remember,
+                          expose_value=False)(f)
+
+
 def fail(message: str, status: int = EXIT_UNAVAILABLE) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
@@ -149,6 +160,7 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 @click.option("--document", default=None, help="Search only this document (its id).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON. Without QUESTION: one per stdin line.")
 @setting_option("answerable_threshold")
+@query_encoder_option
 @paths_options
 def search_command(question: str | None, k: int, document: str | None, as_json: bool,
                    answerable_threshold: float | None, corpus: str, index: str) -> None:
@@ -197,6 +209,9 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
     click.echo(f"model      {m['model']['id']} ({m['model']['version']}), {m['dimension']} dimensions")
     click.echo(f"chunking   {m['chunking']}")
     click.echo(f"chunks     {m['chunks']} in {len(documents)} document(s), FAISS {m['faiss']}")
+    encoders = "exact" + (", int8" if (m.get("onnx") or {}).get("int8") else "") if m.get("onnx") else "none"
+    click.echo(f"encoders   ONNX export: {encoders}; queries use {BY_NAME['query_encoder'].from_env()} "
+               f"(--query-encoder, {BY_NAME['query_encoder'].env})")
     for d in documents:
         click.echo(f"  {d['id']}: {d['title']} ({d['sections']} sections)")
     click.echo("status     " + (f"STALE: {'; '.join(reasons)} (run `qa build`)" if reasons else "fresh"))
@@ -208,15 +223,15 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
 @setting_option("workers")
 @setting_option("answerable_threshold")
 @setting_option("onnx_threads")
-@setting_option("query_encoder", type=click.Choice(QUERY_ENCODERS))
+@query_encoder_option
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 def serve_command(host: str, port: int, workers: int, answerable_threshold: float | None, onnx_threads: int,
-                  query_encoder: str, rate_limit: str | None, cors_origins: str, corpus: str, index: str,
-                  no_build: bool, dev: bool) -> None:
+                  rate_limit: str | None, cors_origins: str, corpus: str, index: str, no_build: bool,
+                  dev: bool) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
@@ -228,7 +243,6 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
             click.echo(f"{exc}: building now", err=True)
             run_build(corpus, index)
     os.environ[BY_NAME["onnx_threads"].env] = str(onnx_threads)  # read by each worker's query encoder
-    os.environ[BY_NAME["query_encoder"].env] = query_encoder
     config = {"CORPUS": corpus, "INDEX": index, "ANSWERABLE_THRESHOLD": answerable_threshold,
               "RATE_LIMIT": rate_limit, "CORS_ORIGINS": cors_origins}
     from .server import run
@@ -244,6 +258,7 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
               show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "
                                       "index per document.")
 @setting_option("answerable_threshold")
+@query_encoder_option
 @paths_options
 def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str,
                  answerable_threshold: float | None, corpus: str, index: str) -> None:

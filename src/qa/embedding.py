@@ -20,6 +20,7 @@ class Embedder(Protocol):
     model_id: str
     model_version: str
     dimension: int
+    encoder: str  # which implementation: `exact` or `int8` (ONNX), `sentence-transformers`
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
@@ -55,6 +56,7 @@ class SentenceTransformerEmbedder:
 
     model_id = MODEL_ID
     dimension = DIMENSION
+    encoder = "sentence-transformers"
 
     def __init__(self) -> None:
         offline()

@@ -143,8 +143,11 @@ def _documents(document_ids: list[str] | None) -> dict:
 _HEALTH = {"get": {
     "summary": "Whether an index is loaded, and which",
     "responses": {
-        "200": _json({"type": "object", "required": ["status", "index"], "properties": {
+        "200": _json({"type": "object", "required": ["status", "index", "query_encoder"], "properties": {
             "status": {"type": "string", "enum": ["ok"]}, "index": _ref("IndexSummary"),
+            "query_encoder": {"type": "string", "description": "`exact` or `int8` (the ONNX export; the "
+                                                                "`query_encoder` setting), or `sentence-transformers` "
+                                                                "for a build without an export."},
             "warning": {"type": "string", "description": "Why a newer build was refused."}}}, "Serving"),
         "503": _json({"type": "object", "required": ["status", "error"], "properties": {
             "status": {"type": "string", "enum": ["unavailable"]}, "error": _ref("ErrorDetail")}},
