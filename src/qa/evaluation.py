@@ -147,7 +147,8 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
     from .documents import corpus_files
     from .index import build
     from .engine import open_searcher
-    from .onnx_embedding import build_encoder
+    from .onnx_embedding import OnnxEmbedder, build_encoder
+    from .settings import BY_NAME
 
     files = corpus_files(corpus)
     responses: dict[int, dict] = {}
@@ -162,6 +163,9 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
     # One encoder for every document's index and its questions: the one `qa build` and the service use.
     with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
+        queries = embedder  # the exact encoder builds; the questions use the `query_encoder` setting's
+        if isinstance(embedder, OnnxEmbedder) and BY_NAME["query_encoder"].from_env() != embedder.encoder:
+            queries = OnnxEmbedder(embedder.build)
         for n, (doc_id, positions) in enumerate((progress or (lambda x, total, label: x))(
                 by_document.items(), len(by_document), "documents")):
             folder = Path(tmp) / f"document-{n}"
@@ -170,7 +174,7 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
             target.parent.mkdir(parents=True)
             shutil.copyfile(source, target)
             build(folder / "corpus", folder / "index", embedder)
-            searcher = open_searcher(folder / "index", threshold=threshold, embedder=embedder)
+            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries)
             texts[doc_id] = searcher.index.documents[doc_id].text
             for i in positions:
                 responses[i] = searcher.search(items[i]["question"], 10, doc_id)

@@ -233,6 +233,7 @@ class OnnxEmbedder:
         import onnxruntime
         from tokenizers import Tokenizer
 
+        self.build = build
         folder = build / EXPORT_FOLDER
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         self.model_id: str = config["model_id"]
