@@ -17,7 +17,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
 from qa.app import MAX_BODY_BYTES
-from qa.openapi import WHITESPACE, spec
+from qa.contract import WHITESPACE
+from qa.openapi import json_schemas
 from qa.search import MAX_K, QueryError, validate
 
 FUZZ = settings(max_examples=300, deadline=None, database=None,
@@ -36,7 +37,9 @@ documents = st.one_of(st.none(), st.sampled_from(["rivers", "mountains", "", "no
 
 
 def schema_validator(name: str):
-    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", **spec()})
+    """The shape's JSON Schema as generated from its declaration (the served spec is its OpenAPI 3.0 rendering)."""
+    schemas = {"components": {"schemas": json_schemas()}}
+    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", **schemas})
 
 
 SEARCH_RESPONSE, ERROR = schema_validator("SearchResponse"), schema_validator("Error")

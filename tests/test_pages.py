@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from qa.app import WEB, create_app, index_holder
+from qa.app import WEB, create_app
+from qa.contract import K_RULE
+from qa.live import index_holder
 from qa.chunking import chunk_document
 from qa.pages import (EMPTY_QUERY, INDEX_DOWN, TOO_LONG_QUERY, example_questions, marked_segments,
                       reader_sections)
@@ -219,9 +221,13 @@ def test_more_results_is_a_plain_link_asking_for_more(client):
     assert len(result_ids(get(client, more)[0])) == 6
 
 
-def test_an_out_of_range_k_falls_back_to_the_default(client):
-    page, _ = get(client, "/?q=river&k=999")
-    assert len(result_ids(page)) == 5
+@pytest.mark.parametrize("k", ["999", "0", "-1", "abc", "5.0"])
+def test_an_out_of_range_k_gets_the_apis_message(client, k):
+    """The page keeps the API's rule for `k`: a hand-edited link says what is wrong instead of guessing."""
+    page, _ = get(client, f"/?q=river&k={k}", status=400)
+    api = client.get(f"/api/search?q=river&k={k}")
+    assert api.status_code == 400 and api.get_json()["error"]["message"] == K_RULE
+    assert K_RULE in page.text("search-error") and not result_ids(page)
 
 
 def test_the_document_picker_limits_the_search(client):

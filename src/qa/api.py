@@ -10,76 +10,74 @@ import json
 import logging
 import re
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import contract, live
+from .documents import Document
 from .index import IndexUnavailable
 from .openapi import spec
-from .search import DEFAULT_K, QueryError
+from .search import DEFAULT_K, QueryError, Searcher
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
 
-_INTEGER = re.compile(r"-?[0-9]{1,6}")  # ASCII only: int() would also take " 5\n", "٥" or "5_0"
+API_PATH = re.compile(r"/api(/|$)")  # /api and everything under /api/
 RETRY_AFTER_SECONDS = 5
-
-HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-              415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error", 503: "index_unavailable"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
-def error_response(http_status: int, code: str, message: str, **fields) -> Response:
-    response = jsonify({**fields, "error": {"code": code, "message": message}})
-    response.status_code = http_status
-    if http_status == 503:
+def error_response(code: str, message: str) -> Response:
+    """The one error shape, with the status its code is sent with (`contract.ERROR_STATUS`)."""
+    return _error_response(contract.Error(error=contract.ErrorDetail(code=code, message=message)), code)
+
+
+def _error_response(body: contract.Shape, code: str) -> Response:
+    response = jsonify(body.body())
+    response.status_code = contract.ERROR_STATUS[code]
+    if response.status_code == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
 def is_api_request() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+    return API_PATH.match(request.path) is not None
 
 
-def searcher():
-    from .app import index_holder
-
+def searcher() -> Searcher:
     try:
-        return index_holder(current_app).get()
+        return live.get_searcher()
     except IndexUnavailable as exc:
-        raise ApiError(503, "index_unavailable", str(exc)) from exc
+        raise ApiError("index_unavailable", str(exc)) from exc
 
 
 def _query_string_params() -> dict:
     args = request.args
-    params: dict = {"q": args.get("q", ""), "document": args.get("document") or None, "k": DEFAULT_K}
-    if "k" in args:
-        if not _INTEGER.fullmatch(args["k"]):
-            raise QueryError("k must be an integer from 1 to 50")
-        params["k"] = int(args["k"])
-    return params
+    return {"q": args.get("q", ""), "document": args.get("document") or None,
+            "k": contract.k_from_query_string(args.get("k"))}
 
 
 def _json_body() -> object:
     """The parsed body; lone surrogates and nesting too deep to parse are malformed JSON too."""
     if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "POST a JSON body with Content-Type: application/json")
+        raise ApiError("unsupported_media_type", "POST a JSON body with Content-Type: application/json")
     try:
         body = json.loads(request.get_data())
         json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates cannot be encoded
     except (ValueError, UnicodeError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON (UTF-8, no lone surrogates)") from exc
+        raise ApiError("invalid_json", "the body is not valid JSON (UTF-8, no lone surrogates)") from exc
     return body
 
 
 def _json_body_params() -> dict:
     body = _json_body()
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        raise ApiError("invalid_json", "the body must be a JSON object")
     if "q" not in body:
         raise QueryError("q is required")
     return {"q": body["q"], "k": body.get("k", DEFAULT_K), "document": body.get("document")}
@@ -88,16 +86,20 @@ def _json_body_params() -> dict:
 @bp.route("/search", methods=["GET", "POST"])
 def search():
     params = _json_body_params() if request.method == "POST" else _query_string_params()
-    return jsonify(searcher().search(params["q"], params["k"], params["document"]))
+    found = searcher().search(params["q"], params["k"], params["document"])
+    return jsonify(contract.SearchResponse.model_validate(found).body())
+
+
+def _sections(doc: Document) -> list[contract.Section]:
+    return [contract.Section(title=s.title, start=s.start, end=s.end) for s in doc.sections]
 
 
 @bp.get("/documents")
 def documents():
     docs = searcher().index.documents.values()
-    return jsonify({"documents": [
-        {"id": d.id, "title": d.title, "byline": d.byline,
-         "sections": [{"title": s.title, "start": s.start, "end": s.end} for s in d.sections]}
-        for d in docs]})
+    return jsonify(contract.DocumentList(documents=[
+        contract.DocumentSummary(id=d.id, title=d.title, byline=d.byline, sections=_sections(d))
+        for d in docs]).body())
 
 
 @bp.get("/documents/<path:doc_id>")
@@ -105,43 +107,38 @@ def document(doc_id: str):
     """Looked up in the loaded index only: an id is a key, never a path, so `../` reaches nothing."""
     doc = searcher().index.documents.get(doc_id)
     if doc is None:
-        raise ApiError(404, "not_found", f"no document {doc_id!r}")
-    return jsonify({"id": doc.id, "title": doc.title, "byline": doc.byline, "text": doc.text,
-                    "sections": [{"title": s.title, "start": s.start, "end": s.end} for s in doc.sections]})
+        raise ApiError("not_found", f"no document {doc_id!r}")
+    return jsonify(contract.Document(id=doc.id, title=doc.title, byline=doc.byline, text=doc.text,
+                                     sections=_sections(doc)).body())
 
 
 @bp.get("/health")
 def health():
-    from .app import index_holder
-
-    holder = index_holder(current_app)
+    holder = live.index_holder()
     try:
         searcher = holder.get()
     except IndexUnavailable as exc:
-        return error_response(503, "index_unavailable", str(exc), status="unavailable")
-    body = {"status": "ok", "index": searcher.index.summary(),
-            "query_encoder": searcher.embedder.encoder}
-    if holder.error:
-        body["warning"] = holder.error  # a newer build was refused; still serving this one
-    return jsonify(body)
+        detail = contract.ErrorDetail(code="index_unavailable", message=str(exc))
+        return _error_response(contract.Unavailable(status="unavailable", error=detail), detail.code)
+    refused = {"warning": holder.error} if holder.error else {}  # a newer build was refused; still serving this one
+    return jsonify(contract.Health(status="ok", index=contract.IndexSummary(**searcher.index.summary()),
+                                   query_encoder=searcher.embedder.encoder, **refused).body())
 
 
 @bp.get("/openapi.json")
 def openapi():
-    from .app import index_holder
-
-    served = index_holder(current_app).searcher
+    served = live.index_holder().searcher
     return jsonify(spec(list(served.index.documents) if served else None))
 
 
 @bp.errorhandler(QueryError)
 def bad_query(exc: QueryError):
-    return error_response(400, exc.code, exc.message)
+    return error_response(exc.code, exc.message)
 
 
 @bp.errorhandler(ApiError)
 def api_error(exc: ApiError):
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.code, exc.message)
 
 
 def register_errors(app: Flask) -> None:
@@ -153,8 +150,8 @@ def register_errors(app: Flask) -> None:
         status = exc.code or 500
         if not is_api_request():
             return error_page(status, exc.description or "")
-        code = HTTP_CODES.get(status) or ("invalid_parameter" if status < 500 else "internal_error")
-        response = error_response(status, code, exc.description or "")
+        response = error_response(contract.error_code(status), exc.description or "")
+        response.status_code = status
         for name, value in exc.get_headers():  # Allow on a 405, for instance
             if name.lower() != "content-type":
                 response.headers[name] = value
@@ -165,4 +162,4 @@ def register_errors(app: Flask) -> None:
         request_id = g.get("request_id", "-")
         log.exception("request %s failed: %s %s", request_id, request.method, request.path)
         message = f"internal error (request id {request_id})"
-        return error_response(500, "internal_error", message) if is_api_request() else error_page(500, message)
+        return error_response("internal_error", message) if is_api_request() else error_page(500, message)

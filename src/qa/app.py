@@ -14,12 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
+from flask_cors import CORS
 
+from . import api, live, pages
 from .engine import IndexHolder
+from .limits import MAX_BODY_BYTES
 from .settings import defaults_from_env
 
-WEB = Path(__file__).resolve().parents[2] / "web"  # templates and static files, at the project's top level
-MAX_BODY_BYTES = 16 * 1024
+
+def web_folder() -> Path:
+    """The templates and static files: packaged as `qa/webassets` by an install, `web/` beside `src/` in a checkout.
+
+    The repository keeps them in `web/` at its top level; pyproject.toml maps that folder into the package.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "webassets"
+    return installed if installed.is_dir() else here.parents[1] / "web"
+
+
+WEB = web_folder()
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a client's id is echoed and logged: nothing that could forge a line
@@ -36,11 +49,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    app.extensions["qa.index"] = app.config.get("INDEX_HOLDER") or IndexHolder(
-        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"))
-
-    from . import api, pages
-
+    live.init_app(app, app.config.get("INDEX_HOLDER") or IndexHolder(
+        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER")))
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     api.register_errors(app)
@@ -64,10 +74,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return response
 
     return app
-
-
-def index_holder(app: Flask) -> IndexHolder:
-    return app.extensions["qa.index"]
 
 
 def limit_rate(app: Flask, rate: str) -> None:
@@ -98,20 +104,13 @@ def allow_origins(app: Flask, origins: frozenset[str]) -> None:
     """CORS for /api/ only: the listed origins (or `*`) may call it from a browser; none when the list is empty."""
     if not origins:
         return
-
-    from .api import is_api_request
+    CORS(app, resources={api.API_PATH: {"origins": sorted(origins)}}, methods=["GET", "POST"],
+         allow_headers=["Content-Type"], max_age=CORS_MAX_AGE_SECONDS, send_wildcard=True, always_send=False,
+         vary_header=False)
 
     @app.after_request
-    def cors_headers(response: Response) -> Response:
-        if not is_api_request():
-            return response
-        response.vary.add("Origin")
-        origin = request.headers.get("Origin", "")
-        if "*" not in origins and origin not in origins:
-            return response
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-            response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    def vary_by_origin(response: Response) -> Response:
+        """Whether the API answers with CORS headers depends on the Origin: say so to caches, refusals included."""
+        if api.is_api_request():
+            response.vary.add("Origin")
         return response

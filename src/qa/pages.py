@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 
 from .chunking import Chunk
+from .contract import k_from_query_string
 from .documents import Document
 from .formats.layout import INTRODUCTION
 from .index import IndexUnavailable
+from .live import get_searcher
 from .search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS, QueryError, Searcher
 
 bp = Blueprint("pages", __name__)
@@ -42,12 +44,6 @@ def marked_segments(text: str, offset: int, marks: list[dict]) -> Segments:
     return [s for s in segments if s[0]]
 
 
-def _searcher() -> Searcher:
-    from .app import index_holder
-
-    return index_holder(current_app).get()
-
-
 def error_page(status: int, message: str):
     return render_template("error.html", status=status, message=message), status
 
@@ -70,11 +66,6 @@ def result_view(result: dict, query: str) -> dict:
 
 BLANK_RESULT = {"rank": 0, "score": 0.0, "document": "", "document_title": "", "section": "", "chunk": 0,
                 "paragraph": 0, "segments": [], "context_url": "", "permalink": ""}  # the JS template's skeleton
-
-
-def requested_k(raw: str | None) -> int:
-    """The `k` parameter, or the default when it is missing or out of range (a page is lenient, unlike the API)."""
-    return int(raw) if raw and raw.isdigit() and 1 <= int(raw) <= MAX_K else DEFAULT_K
 
 
 def example_questions(documents: list[Document], count: int = EXAMPLE_COUNT) -> list[str]:
@@ -130,13 +121,13 @@ class SearchPage:
 
 @bp.get("/")
 def search_page():
-    page = SearchPage(request.args.get("q", ""), requested_k(request.args.get("k")),
-                      request.args.get("document") or None)
+    page = SearchPage(request.args.get("q", ""), DEFAULT_K, request.args.get("document") or None)
     status = 200
     try:
-        searcher = _searcher()
+        searcher = get_searcher()
         page.documents = list(searcher.index.documents.values())
         if "q" in request.args:
+            page.k = k_from_query_string(request.args.get("k"))  # its range is checked by the search, as for the API
             page.response = searcher.search(page.query, page.k, page.document)
     except IndexUnavailable:
         page.error, status = INDEX_DOWN, 503
@@ -152,7 +143,7 @@ def search_page():
 @bp.get("/documents")
 def documents_page():
     try:
-        docs = list(_searcher().index.documents.values())
+        docs = list(get_searcher().index.documents.values())
     except IndexUnavailable:
         return error_page(503, INDEX_DOWN)
     return render_template("documents.html", documents=docs)
@@ -202,7 +193,7 @@ def answering_sentences(searcher: Searcher, query: str, doc_id: str) -> dict[int
 @bp.get("/documents/<path:doc_id>")
 def document_page(doc_id: str):
     try:
-        searcher = _searcher()
+        searcher = get_searcher()
     except IndexUnavailable:
         return error_page(503, INDEX_DOWN)
     doc = searcher.index.documents.get(doc_id)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .limits import MAX_REQUEST_LINE
+
 # Measured with bench/run.py (docs/benchmark.md), 2 workers on 2 cores: 2, 4 and 8 threads served the same requests
 # per second for the same worker CPU per request, 1 thread fewer; 4 also keeps a slow client from holding a worker.
 # onnxruntime runs one intra-op thread per worker (the `onnx_threads` setting): 2 cost 30% more CPU per request.
 THREADS_PER_WORKER = 4
 KEEPALIVE_SECONDS = 5
-MAX_REQUEST_LINE = 8190  # bytes, gunicorn's ceiling (default 4094): room for long non-ASCII questions in a URL
 
 
 def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = False) -> None:
