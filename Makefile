@@ -10,17 +10,18 @@ PORT ?= 8000
 $(PY):
 	python3 -m venv $(VENV)
 
-# torch first, pinned to the CPU build; otherwise sentence-transformers pulls a multi-GB CUDA build.
+# torch first, pinned to the CPU build; otherwise sentence-transformers (the `build` extra) pulls a multi-GB CUDA
+# build. `make run` builds the index, so it installs the `build` extra beside what serving needs.
 # Stamp files make later runs skip the install until pyproject.toml or constraints.txt change.
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[build]'
 	touch $@
 
 install-test: $(VENV)/.installed-test system-test-deps
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[build,test]'
 	touch $@
 
 # Headless Chromium for the browser tests and wrk for the load benchmark, from Debian.
