@@ -8,7 +8,7 @@ search library (`search.validate`) stays the one place that enforces them.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,9 +48,9 @@ def k_from_query_string(raw: str | None) -> int:
 class Shape(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object: every field given, optional fields left out unless set (`byline: null` stays)."""
-        return self.model_dump(mode="json", exclude_unset=True)
+    def to_json(self) -> str:
+        """The JSON text: every field given, optional fields left out unless set (`byline: null` stays)."""
+        return self.model_dump_json(exclude_unset=True)
 
 
 # ---------------------------------------------------------------- requests
