@@ -10,6 +10,7 @@ import json
 from urllib.parse import quote
 
 import jsonschema_rs
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -141,10 +142,11 @@ def test_the_same_question_gets_the_same_answer(client, q, k):
 # ---------------------------------------------------------------- schemathesis
 
 
-def run_schemathesis(app) -> tuple[int, list[str]]:
+SCHEMATHESIS = SchemathesisConfig.from_dict({"seed": 6, "generation": {"max-examples": SCHEMATHESIS_EXAMPLES}})
+
+
+def run_schemathesis(schema) -> tuple[int, list[str]]:
     """Every phase schemathesis' CLI runs (examples, coverage, fuzzing, stateful), bounded; (cases, failures)."""
-    config = SchemathesisConfig.from_dict({"seed": 6, "generation": {"max-examples": SCHEMATHESIS_EXAMPLES}})
-    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=config)
     cases, failures = 0, []
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
@@ -157,7 +159,18 @@ def run_schemathesis(app) -> tuple[int, list[str]]:
 
 
 def test_schemathesis_finds_nothing_against_our_own_spec(app, record_property):
-    cases, failures = run_schemathesis(app)
+    cases, failures = run_schemathesis(schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=SCHEMATHESIS))
     record_property("schemathesis_cases", cases)
     print(f"schemathesis: {cases} cases, {len(failures)} failures")
+    assert cases > 500 and not failures, "\n\n".join(failures[:5])
+
+
+@pytest.mark.server
+@pytest.mark.model
+def test_schemathesis_finds_nothing_against_the_real_server(live_server, record_property):
+    """The same run over HTTP against `qa serve` (gunicorn) with the real model and index."""
+    schema = schemathesis.openapi.from_url(live_server + "/api/openapi.json", config=SCHEMATHESIS)
+    cases, failures = run_schemathesis(schema)
+    record_property("schemathesis_cases", cases)
+    print(f"schemathesis over HTTP: {cases} cases, {len(failures)} failures")
     assert cases > 500 and not failures, "\n\n".join(failures[:5])
