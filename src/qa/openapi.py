@@ -1,8 +1,9 @@
 """The OpenAPI 3.0 description of the JSON API, served at /api/openapi.json.
 
 Its schemas are generated from the shapes declared in `qa.contract`, the same models the API builds its responses
-with; this module adds the operations: which path takes what and answers with which status. It is checked against the running app by schemathesis (tests/test_fuzz.py): every status a client can meet is
-listed with its body and headers, and `document` lists the ids of the index being served.
+with; this module adds the operations: which path takes what and answers with which status. It is checked against
+the running app by schemathesis (tests/test_fuzz.py): every status a client can meet is listed with its body and
+headers, and `document` lists the ids of the index being served.
 """
 
 from __future__ import annotations
