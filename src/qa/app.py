@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from .engine import IndexHolder
-from .settings import defaults_from_env
+from .settings import resolve
 
 WEB = Path(__file__).resolve().parents[2] / "web"  # templates and static files, at the project's top level
 MAX_BODY_BYTES = 16 * 1024
@@ -29,7 +29,7 @@ CORS_MAX_AGE_SECONDS = 600
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(WEB / "templates"), static_folder=str(WEB / "static"))
-    app.config.update(defaults_from_env())
+    app.config.update(resolve().flask_config())
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
@@ -37,7 +37,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     app.extensions["qa.index"] = app.config.get("INDEX_HOLDER") or IndexHolder(
-        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"))
+        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),
+        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"])
 
     from . import api, pages
 
