@@ -33,8 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider has both
+    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     app.extensions["qa.index"] = app.config.get("INDEX_HOLDER") or IndexHolder(
         Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),

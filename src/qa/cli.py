@@ -165,7 +165,7 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
             try:
                 request = json.loads(line)
             except ValueError:
-                raise QueryError("line is not valid JSON", "invalid_json")
+                raise QueryError("line is not valid JSON", "invalid_json") from None
             if not isinstance(request, dict):
                 raise QueryError("a JSON line must be an object", "invalid_json")
             return searcher.search(request.get("q"), request.get("k", k), request.get("document", document))

@@ -68,7 +68,12 @@ def score(texts: dict[str, str] | str, items: list[dict], responses: list[dict],
     for item, response in answerable:
         results = response.get("results", [])
         document = item.get("document")
-        text = texts[document] if isinstance(texts, dict) else texts
+        if isinstance(texts, str):
+            text = texts
+        elif document is None:
+            raise ValueError(f"{item['id']}: names no `document`, but the texts are of several documents")
+        else:
+            text = texts[document]
         spans = evidence_spans(text, item)
         flags = [hit_flags(res, spans, shorter, document) for res in results[:10]]
         first = next((rank for rank, f in enumerate(flags, 1) if any(f)), None)

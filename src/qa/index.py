@@ -13,7 +13,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -218,6 +218,7 @@ def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
 def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
     """Exact inner-product search; HNSW (approximate) once the corpus is large enough for it to matter."""
     dim = vectors.shape[1]
+    index: faiss.Index
     if len(vectors) > APPROXIMATE_ABOVE:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -367,7 +368,7 @@ def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.nda
         "documents": len(documents),
         "chunks": len(chunks),
         "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extras(staging) if extras else {}),
     }
     _write_json(staging / "manifest.json", manifest)
@@ -398,7 +399,7 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     report = BuildReport(skipped=sorted(set(files) - {d.id for d in documents}))
     planned = plan(documents, _reusable(index_dir, embedder, params), max_words, report)
     vectors = embed(planned, embedder, progress)
-    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
+    build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     staging = builds / f".staging-{build_id}"

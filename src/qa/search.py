@@ -83,7 +83,8 @@ class Searcher:
     """
 
     def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
-                 weights: Weights = Weights(), store: PassageStore | None = None) -> None:
+                 weights: Weights = Weights(),  # noqa: B008 - frozen: one shared default is safe
+                 store: PassageStore | None = None) -> None:
         self.index = index
         self.weights = weights
         self.ranker = make_ranker(weights)

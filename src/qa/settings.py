@@ -37,7 +37,8 @@ class Setting:
         try:
             value = self.type(raw)
         except ValueError:
-            raise SettingError(f"{self.env}={raw!r} is not a valid {self.type.__name__}") from None
+            kind = "integer" if self.type is int else "number" if self.type is float else "value"
+            raise SettingError(f"{self.env}={raw!r} is not a valid {kind}") from None
         if self.choices is not None and value not in self.choices:
             raise SettingError(f"{self.env}={raw!r} is not one of {', '.join(map(repr, self.choices))}")
         return value
@@ -56,7 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
             "to 8 bits, about 2.5x faster per question, rankings nearly the same (see docs/benchmark.md).",
             QUERY_ENCODERS),
     Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
-            "Answer only when the top passage's best sentence reaches this cosine (default 0.45, see docs/retrieval.md)."),
+            "Answer only when the top passage's best sentence reaches this cosine "
+            "(default 0.45, see docs/retrieval.md)."),
     Setting("rate_limit", "QA_RATE_LIMIT", None, str,
             "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
     Setting("cors_origins", "QA_CORS_ORIGINS", "", str,
