@@ -83,32 +83,39 @@ def run_build(corpus: str, index: str) -> None:
     Builds of one index take turns (`index.build_lock`): a second one waits for the first, saying so, and then
     finds the index up to date unless the corpus changed meanwhile.
     """
-    from .build_encoder import build_encoder
-    from .engine import check_fresh, load_index
-    from .index import build, build_lock
-    from .onnx_embedding import has_export
+    from .index import build_lock
 
     def waiting() -> None:
         click.echo(f"another build of {index} is running: waiting for it to finish", err=True)
 
     with build_lock(Path(index), on_wait=waiting):
-        try:
-            live = load_index(Path(index))
-            check_fresh(live, Path(corpus))
-        except IndexUnavailable:
-            pass  # missing, damaged or stale: build
-        else:
-            if has_export(live.path):
-                click.echo(f"index is up to date (build {live.build_id}): nothing to do", err=True)
-                return
-            click.echo("index has no ONNX export of the query encoder: rebuilding (its vectors are reused)", err=True)
-        try:
-            with build_encoder(Path(index)) as (embedder, extras):
-                report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=extras)
-        except CorpusError as exc:
-            fail(str(exc))
-        except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
-            fail(f"cannot build: {exc}; build it once where the project is fully installed (`make install`)")
+        build_if_needed(corpus, index)
+
+
+def build_if_needed(corpus: str, index: str) -> None:
+    """`run_build`'s work, holding the build lock: nothing when the index is up to date, else a build."""
+    from .build_encoder import build_encoder
+    from .engine import check_fresh, load_index
+    from .index import build
+    from .onnx_embedding import has_export
+
+    try:
+        live = load_index(Path(index))
+        check_fresh(live, Path(corpus))
+    except IndexUnavailable:
+        pass  # missing, damaged or stale: build
+    else:
+        if has_export(live.path):
+            click.echo(f"index is up to date (build {live.build_id}): nothing to do", err=True)
+            return
+        click.echo("index has no ONNX export of the query encoder: rebuilding (its vectors are reused)", err=True)
+    try:
+        with build_encoder(Path(index)) as (embedder, extras):
+            report = build(Path(corpus), Path(index), embedder, progress=progress_bar, extras=extras)
+    except CorpusError as exc:
+        fail(str(exc))
+    except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
+        fail(f"cannot build: {exc}; build it once where the project is fully installed (`make install`)")
     for doc_id in report.skipped:
         click.echo(f"skipped {doc_id}: not UTF-8 text", err=True)
     click.echo(
