@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test system-test-deps run test bench
+.PHONY: install install-test system-test-deps run test test-fast lint bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,8 +34,17 @@ system-test-deps:
 run: install
 	$(VENV)/bin/qa serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# Everything: lint, types, then every test (the real model, servers and the browser included).
+test: install-test lint
+	$(VENV)/bin/python -m pytest -q -m ""
+
+# The fast suite alone (fake embedder, no servers): plain `pytest`.
+test-fast: install-test
 	$(VENV)/bin/python -m pytest -q
+
+lint: install-test
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src
 
 bench: install-test
 	$(VENV)/bin/python bench/run.py --json artifacts/bench.json

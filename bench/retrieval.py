@@ -16,8 +16,9 @@ from pathlib import Path
 from qa.documents import corpus_files
 from qa.evaluation import load_jsonl, respond, score
 from qa.index import build, load
-from qa.onnx_embedding import build_encoder
-from qa.search import Searcher, Weights
+from qa.build_encoder import build_encoder
+from qa.rankers import Weights
+from qa.search import Searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = Weights()

@@ -161,9 +161,15 @@ def latencies(call: Callable[[str], object], qs: Sequence[str], rounds: int) -> 
 
 
 def open_searcher(index: Path):
+    """The live searcher with the query encoder settings `main` put in the environment (for the server it starts)."""
     from qa.engine import open_searcher as open_live
 
-    return open_live(index)
+    try:
+        from qa.settings import resolve
+    except ImportError:  # a version whose library read the environment itself
+        return open_live(index)
+    settings = resolve()
+    return open_live(index, encoder=settings.query_encoder, threads=settings.onnx_threads)
 
 
 def recall_against_flat(searcher, qs: Sequence[str], ks: Sequence[int] = (10, 50)) -> dict[str, float]:

@@ -47,7 +47,7 @@ def browser():
 class Tab:
     """A page in its own browser context, with every request it made and every problem it reported."""
 
-    page: "sync_api.Page"
+    page: sync_api.Page
     origin: str
     requests: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)

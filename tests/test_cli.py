@@ -92,19 +92,19 @@ def test_build_reports_what_it_did(tiny_corpus, tmp_path):
 
 def test_build_without_the_model_says_what_to_install(tiny_corpus, tmp_path, monkeypatch):
     """A serving-only install (no torch, no model package) with nothing to reuse: one clear line, no traceback."""
-    from qa import embedding, onnx_embedding
+    from qa import build_encoder, embedding
 
     def missing(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(onnx_embedding, "export", missing)
+    monkeypatch.setattr(build_encoder, "export", missing)
     monkeypatch.setattr(embedding.SentenceTransformerEmbedder, "__init__", missing)
     result = CliRunner().invoke(main, ["build", "--corpus", str(tiny_corpus), "--index", str(tmp_path / "index")])
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output  # one line
     assert "cannot build:" in result.stderr and "has no export of the model to reuse" in result.stderr
     assert "No module named 'torch'" in result.stderr and "make install" in result.stderr
-    assert list((tmp_path / "index").iterdir()) == []  # nothing left behind
+    assert [p.name for p in (tmp_path / "index").iterdir()] == [".build.lock"]  # nothing but the builds' lock
 
 
 def test_serve_refuses_an_unknown_query_encoder(tiny_corpus, tmp_path):
@@ -114,10 +114,12 @@ def test_serve_refuses_an_unknown_query_encoder(tiny_corpus, tmp_path):
 
 
 def test_the_query_encoder_option_reaches_search_and_info(real_runner, monkeypatch):
-    monkeypatch.setenv("QA_QUERY_ENCODER", "exact")  # the option's value goes into the environment: restore it
+    monkeypatch.setenv("QA_QUERY_ENCODER", "exact")  # the option overrides the environment
     result = real_runner.invoke(main, ["search", "--query-encoder", "int8", "--json", "--k", "1", S300])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["results"][0]["section"] == "Arms Sales"
+    assert "queries use exact" in real_runner.invoke(main, ["info"]).stdout  # the option did not leak
+    monkeypatch.setenv("QA_QUERY_ENCODER", "int8")
     assert "queries use int8" in real_runner.invoke(main, ["info"]).stdout
     result = real_runner.invoke(main, ["search", "--query-encoder", "fp16", S300])
     assert result.exit_code == 2 and "'exact', 'int8'" in result.output

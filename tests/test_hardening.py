@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,7 +69,15 @@ def test_a_client_request_id_is_echoed_only_when_harmless(client, given, kept):
 
 
 @pytest.fixture
-def limited_app(tiny_index, fake_embedder):
+def limited_app(tiny_index, fake_embedder, monkeypatch):
+    """An app allowing 3 requests a minute per client, on a clock held still in the middle of a minute.
+
+    The limiter counts in one-minute windows, the previous window's count weighted by how much of it is still in
+    the last minute (sliding-window-counter): requests that straddle a window's end count for less, so on a busy
+    machine a fourth request could slip through. With the clock still, every request falls in one window.
+    """
+    now = (time.time() // 60) * 60 + 30
+    monkeypatch.setattr(time, "time", lambda: now)
     return create_app({"TESTING": True, "INDEX": str(tiny_index), "EMBEDDER": fake_embedder,
                        "RATE_LIMIT": "3/minute"})
 

@@ -227,7 +227,7 @@ def test_threads_get_identical_answers_to_identical_questions(real_app):
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     """A `qa serve` of its own (2 workers) over a small real index: these tests rebuild it and kill workers."""
-    from qa.onnx_embedding import build_encoder
+    from qa.build_encoder import build_encoder
 
     base = tmp_path_factory.mktemp("own")
     corpus, index = base / "corpus", base / "index"

@@ -10,9 +10,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from qa import onnx_embedding
+from qa import build_encoder as encoder_lifecycle
+from qa import onnx_export
 from qa.index import build, embedded_text, live_build, load
-from qa.onnx_embedding import OnnxEmbedder, build_encoder, has_export, mean_pool_normalize
+from qa.build_encoder import build_encoder
+from qa.onnx_embedding import OnnxEmbedder, has_export, mean_pool_normalize
 
 from conftest import DEV_QUESTIONS, S300
 
@@ -43,7 +45,7 @@ def test_build_records_the_export_without_absolute_paths(real_paths):
     assert has_export(build_folder)
     entry = load(index).manifest["onnx"]
     assert entry["file"] == "onnx/model.onnx"
-    assert entry["sha256"] == onnx_embedding._sha256(build_folder / entry["file"])
+    assert entry["sha256"] == onnx_export._sha256(build_folder / entry["file"])
     for name in ("manifest.json", "onnx/config.json"):
         text = (build_folder / name).read_text(encoding="utf-8")
         assert str(index.parent) not in text and "site-packages" not in text
@@ -147,9 +149,9 @@ def test_a_failed_export_leaves_a_usable_build_without_it(tiny_corpus, tmp_path,
         (folder / "model.onnx").write_bytes(b"partial")
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr(onnx_embedding, "export", no_torch)
+    monkeypatch.setattr(encoder_lifecycle, "export", no_torch)
     index = tmp_path / "index"
-    with caplog.at_level(logging.WARNING, logger="qa.onnx_embedding"):
+    with caplog.at_level(logging.WARNING, logger="qa.build_encoder"):
         with build_encoder(index) as (embedder, extras):
             assert type(embedder).__name__ == "SentenceTransformerEmbedder" and extras is None
             build(tiny_corpus, index, embedder, extras=extras)

@@ -49,11 +49,10 @@ def test_dev_figures_do_not_fall_below_their_floors(real_paths):
     assert len(misses) == round((1 - figures["hit@1"]) * figures["answerable_items"])
 
 
-def test_the_int8_query_encoder_keeps_the_dev_figures_above_their_floors(real_paths, monkeypatch):
+def test_the_int8_query_encoder_keeps_the_dev_figures_above_their_floors(real_paths):
     """The opt-in `int8` encoder (the `query_encoder` setting) is close to the exact one and ranks as well."""
     corpus, index = real_paths
-    monkeypatch.setenv("QA_QUERY_ENCODER", "int8")
-    searcher = open_searcher(index, corpus)
+    searcher = open_searcher(index, corpus, encoder="int8")
     assert searcher.embedder.encoder == "int8"
     questions = [json.loads(line)["question"] for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()]
     exact = OnnxEmbedder(searcher.index.path, encoder="exact").encode(questions)

@@ -7,10 +7,11 @@ import pytest
 
 from qa.engine import open_searcher
 from qa.lexical import tokenize
-from qa.search import (
-    DENSE_WEIGHT, PAIR_RATIO, PASSAGE_WEIGHT, RRF_K, SECTION_WEIGHT, QueryError, Searcher, Weights,
-    best_sentences, reciprocal_rank_fusion, validate, weighted_fusion, zscore,
-)
+from qa.rankers import RANKERS, Weights, make_ranker
+from qa.rankers.base import DENSE_WEIGHT, PASSAGE_WEIGHT, SECTION_WEIGHT
+from qa.rankers.rrf import RRF_K, reciprocal_rank_fusion
+from qa.rankers.zscore import weighted_fusion, zscore
+from qa.search import PAIR_RATIO, QueryError, Searcher, best_sentences, validate
 
 from conftest import CORPUS, DEV_QUESTIONS
 
@@ -66,7 +67,7 @@ def test_ranking_matches_a_brute_force_reference(searcher, fake_embedder, weight
         centroid = index.vectors[members].sum(0)
         section[members] = (centroid / np.linalg.norm(centroid)) @ qv
     dense = weights.passage * passage + (1 - weights.passage) * sentence + weights.section * section
-    lexical = searcher.lexical.scores(tokenize([query])[0])
+    lexical = searcher.store.lexical_scores(query, None)
     if weights.fusion == "rrf":
         dense_rank = np.argsort(np.argsort(-dense, kind="stable"), kind="stable") + 1
         lexical_rank = np.argsort(np.argsort(-lexical, kind="stable"), kind="stable") + 1
@@ -131,3 +132,24 @@ def test_query_terms_are_those_of_bm25s_tokenize():
     texts += ["", "!!", "a", "Iran's S-300s", "naïve café ÉTÉ 2016", "the and of", "x_y 3.5 über-Strauß"]
     reference = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
     assert tokenize(texts) == reference
+
+
+def test_a_ranker_plugs_in_with_one_registration(searcher, fake_embedder, monkeypatch):
+    """A new ranker is a class with `score(features)` and one line in RANKERS; `Weights(fusion=...)` selects it."""
+
+    class LexicalOnly:
+        def __init__(self, weights):
+            self.weights = weights
+
+        def score(self, features):
+            return features.lexical
+
+    monkeypatch.setitem(RANKERS, "lexical-only", LexicalOnly)
+    plugged = Searcher(searcher.index, fake_embedder, weights=Weights(fusion="lexical-only"))
+    query = "Which river carries the most water into the sea?"
+    ranking = plugged.rank(query, fake_embedder.encode([query])[0])
+    lexical = searcher.store.lexical_scores(query, None)
+    assert list(ranking.scores) == sorted(lexical[ranking.chunks], reverse=True)
+    assert list(ranking.chunks) == list(np.argsort(-lexical, kind="stable"))[:len(ranking.chunks)]
+    with pytest.raises(ValueError, match="unknown ranker 'learned'"):
+        make_ranker(Weights(fusion="learned"))

@@ -19,7 +19,7 @@ from flask_cors import CORS
 from . import api, live, pages
 from .engine import IndexHolder
 from .limits import MAX_BODY_BYTES
-from .settings import defaults_from_env
+from .settings import resolve
 
 
 def web_folder() -> Path:
@@ -42,15 +42,16 @@ CORS_MAX_AGE_SECONDS = 600
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(WEB / "templates"), static_folder=str(WEB / "static"))
-    app.config.update(defaults_from_env())
+    app.config.update(resolve().flask_config())
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider has both
+    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     live.init_app(app, app.config.get("INDEX_HOLDER") or IndexHolder(
-        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER")))
+        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),
+        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"]))
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     api.register_errors(app)

@@ -37,7 +37,7 @@ class Chunk:
         return record
 
     @classmethod
-    def from_record(cls, record: dict) -> "Chunk":
+    def from_record(cls, record: dict) -> Chunk:
         return cls(**{**record, "sentences": tuple(tuple(s) for s in record["sentences"])})
 
 

@@ -5,50 +5,59 @@ Standard output carries only results; progress, warnings and logs go to standard
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .documents import CorpusError
 from .index import IndexUnavailable
-from .onnx_embedding import QUERY_ENCODERS
-from .settings import BY_NAME
+from .settings import BY_NAME, SettingError, Settings, resolve
 
 EXIT_UNAVAILABLE = 2
 
 
-def setting_option(name: str, **overrides) -> Callable:
-    """A click option made from the settings table: flag, environment variable, default and help."""
+def setting_option(name: str) -> Callable:
+    """A click option made from the settings table: flag, default and help (naming the environment variable).
+
+    The option only collects the flag: `with_settings` resolves it with the environment and the defaults.
+    """
     s = BY_NAME[name]
-    kwargs = dict(envvar=s.env, default=s.default, show_default=s.default not in (None, ""),
-                  type=click.INT if s.type is int else (click.FLOAT if s.type is float else click.STRING),
-                  help=f"{s.help} [env: {s.env}]")
-    kwargs.update(overrides)
-    return click.option(s.option, name, **kwargs)
+    kind = click.Choice(s.choices) if s.choices else (
+        click.INT if s.type is int else (click.FLOAT if s.type is float else click.STRING))
+    return click.option(s.option, name, default=s.default, show_default=s.default not in (None, ""), type=kind,
+                        help=f"{s.help} [env: {s.env}]")
 
 
 def paths_options(f: Callable) -> Callable:
     return setting_option("corpus")(setting_option("index")(f))
 
 
-def query_encoder_option(f: Callable) -> Callable:
-    """`--query-encoder`; the choice goes into the environment, where every query encoder this process (or its
-    server workers) opens reads it."""
-    def remember(ctx: click.Context, param: click.Parameter, value: str) -> str:
-        os.environ[BY_NAME["query_encoder"].env] = value
-        return value
+def with_settings(f: Callable) -> Callable:
+    """Replace the command's setting options by one `settings` argument: the flags given on the command line over
+    the environment over the defaults (`settings.resolve`). Put it below the options."""
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        flags = {name: kwargs.pop(name) for name in list(kwargs) if name in BY_NAME}
+        given = {name: value for name, value in flags.items()
+                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        try:
+            settings = resolve(flags=given)
+        except SettingError as exc:
+            fail(str(exc))
+        return f(*args, settings=settings, **kwargs)
 
-    return setting_option("query_encoder", type=click.Choice(QUERY_ENCODERS), callback=remember,
-                          expose_value=False)(f)
+    return command
 
 
-def fail(message: str, status: int = EXIT_UNAVAILABLE) -> None:
+def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
 
@@ -69,10 +78,26 @@ def main() -> None:
 
 
 def run_build(corpus: str, index: str) -> None:
-    """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot."""
+    """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot.
+
+    Builds of one index take turns (`index.build_lock`): a second one waits for the first, saying so, and then
+    finds the index up to date unless the corpus changed meanwhile.
+    """
+    from .index import build_lock
+
+    def waiting() -> None:
+        click.echo(f"another build of {index} is running: waiting for it to finish", err=True)
+
+    with build_lock(Path(index), on_wait=waiting):
+        build_if_needed(corpus, index)
+
+
+def build_if_needed(corpus: str, index: str) -> None:
+    """`run_build`'s work, holding the build lock: nothing when the index is up to date, else a build."""
+    from .build_encoder import build_encoder
     from .engine import check_fresh, load_index
     from .index import build
-    from .onnx_embedding import build_encoder, has_export
+    from .onnx_embedding import has_export
 
     try:
         live = load_index(Path(index))
@@ -101,16 +126,18 @@ def run_build(corpus: str, index: str) -> None:
 
 @main.command("build")
 @paths_options
-def build_command(corpus: str, index: str) -> None:
+@with_settings
+def build_command(settings: Settings) -> None:
     """Build the index from the corpus (only changed documents are re-embedded)."""
-    run_build(corpus, index)
+    run_build(settings.corpus, settings.index)
 
 
-def open_for_cli(corpus: str, index: str, threshold: float | None = None):
+def open_for_cli(settings: Settings):
     from .engine import open_searcher
 
     try:
-        return open_searcher(Path(index), Path(corpus), threshold)
+        return open_searcher(Path(settings.index), Path(settings.corpus), settings.answerable_threshold,
+                             encoder=settings.query_encoder, threads=settings.onnx_threads)
     except IndexUnavailable as exc:
         fail(str(exc))
 
@@ -145,7 +172,7 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
             try:
                 request = json.loads(line)
             except ValueError:
-                raise QueryError("line is not valid JSON", "invalid_json")
+                raise QueryError("line is not valid JSON", "invalid_json") from None
             if not isinstance(request, dict):
                 raise QueryError("a JSON line must be an object", "invalid_json")
             return searcher.search(request.get("q"), request.get("k", k), request.get("document", document))
@@ -160,16 +187,16 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 @click.option("--document", default=None, help="Search only this document (its id).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON. Without QUESTION: one per stdin line.")
 @setting_option("answerable_threshold")
-@query_encoder_option
+@setting_option("query_encoder")
 @paths_options
-def search_command(question: str | None, k: int, document: str | None, as_json: bool,
-                   answerable_threshold: float | None, corpus: str, index: str) -> None:
+@with_settings
+def search_command(question: str | None, k: int, document: str | None, as_json: bool, settings: Settings) -> None:
     """Print the passages that answer QUESTION, best first."""
     from .search import QueryError
 
     if question is None and not as_json:
         fail("give a QUESTION, or use --json to read questions from standard input", 1)
-    searcher = open_for_cli(corpus, index, answerable_threshold)
+    searcher = open_for_cli(settings)
     if question is None:
         for line in sys.stdin:
             click.echo(json.dumps(answer_line(searcher, line.rstrip("\n"), k, document), ensure_ascii=False))
@@ -189,15 +216,16 @@ def search_command(question: str | None, k: int, document: str | None, as_json: 
 @main.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @paths_options
-def info_command(as_json: bool, corpus: str, index: str) -> None:
+@with_settings
+def info_command(as_json: bool, settings: Settings) -> None:
     """Show the live index's manifest, its documents and whether it is stale."""
     from .engine import load_index, staleness
 
     try:
-        loaded = load_index(Path(index))
+        loaded = load_index(Path(settings.index))
     except IndexUnavailable as exc:
         fail(str(exc))
-    reasons = staleness(loaded, Path(corpus))
+    reasons = staleness(loaded, Path(settings.corpus))
     documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.documents.values()]
     info = {"build": loaded.build_id, "manifest": loaded.manifest, "documents": documents,
             "stale": bool(reasons), "stale_reasons": reasons}
@@ -210,7 +238,7 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
     click.echo(f"chunking   {m['chunking']}")
     click.echo(f"chunks     {m['chunks']} in {len(documents)} document(s), FAISS {m['faiss']}")
     encoders = "exact" + (", int8" if (m.get("onnx") or {}).get("int8") else "") if m.get("onnx") else "none"
-    click.echo(f"encoders   ONNX export: {encoders}; queries use {BY_NAME['query_encoder'].from_env()} "
+    click.echo(f"encoders   ONNX export: {encoders}; queries use {settings.query_encoder} "
                f"(--query-encoder, {BY_NAME['query_encoder'].env})")
     for d in documents:
         click.echo(f"  {d['id']}: {d['title']} ({d['sections']} sections)")
@@ -223,31 +251,28 @@ def info_command(as_json: bool, corpus: str, index: str) -> None:
 @setting_option("workers")
 @setting_option("answerable_threshold")
 @setting_option("onnx_threads")
-@query_encoder_option
+@setting_option("query_encoder")
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
-def serve_command(host: str, port: int, workers: int, answerable_threshold: float | None, onnx_threads: int,
-                  rate_limit: str | None, cors_origins: str, corpus: str, index: str, no_build: bool,
-                  dev: bool) -> None:
+@with_settings
+def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
 
     if not no_build:
         try:
-            check_fresh(load(Path(index)), Path(corpus))
+            check_fresh(load(Path(settings.index)), Path(settings.corpus))
         except IndexUnavailable as exc:
             click.echo(f"{exc}: building now", err=True)
-            run_build(corpus, index)
-    os.environ[BY_NAME["onnx_threads"].env] = str(onnx_threads)  # read by each worker's query encoder
-    config = {"CORPUS": corpus, "INDEX": index, "ANSWERABLE_THRESHOLD": answerable_threshold,
-              "RATE_LIMIT": rate_limit, "CORS_ORIGINS": cors_origins}
+            run_build(settings.corpus, settings.index)
     from .server import run
 
-    run(config, host=host, port=port, workers=workers, dev=dev)
+    # every worker's app is made from these values (its factory's arguments), not from the environment
+    run(settings.flask_config(), host=settings.host, port=settings.port, workers=settings.workers, dev=dev)
 
 
 @main.command("eval")
@@ -258,17 +283,18 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
               show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "
                                       "index per document.")
 @setting_option("answerable_threshold")
-@query_encoder_option
+@setting_option("query_encoder")
 @paths_options
-def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str,
-                 answerable_threshold: float | None, corpus: str, index: str) -> None:
+@with_settings
+def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, settings: Settings) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
     from .evaluation import run_evaluation
 
     try:
-        figures, misses = run_evaluation(Path(questions), Path(corpus), Path(index), mode=mode,
-                                         shorter=paragraph_evidence, threshold=answerable_threshold,
-                                         progress=progress_bar)
+        figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
+                                         shorter=paragraph_evidence, threshold=settings.answerable_threshold,
+                                         progress=progress_bar, encoder=settings.query_encoder,
+                                         threads=settings.onnx_threads)
     except (IndexUnavailable, CorpusError, ValueError) as exc:
         fail(str(exc))
     if as_json:

@@ -5,7 +5,6 @@ Every embedder returns float32 vectors of unit length, so an inner product is a 
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import version
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -41,12 +40,6 @@ class SpanEmbedder(Embedder, Protocol):
         ...
 
 
-def offline() -> None:
-    """Never let Hugging Face libraries reach for the network: the weights are on disk."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
 def model_version() -> str:
     return f"{MODEL_PACKAGE}=={version(MODEL_PACKAGE)}"
 
@@ -59,11 +52,11 @@ class SentenceTransformerEmbedder:
     encoder = "sentence-transformers"
 
     def __init__(self) -> None:
-        offline()
         from sentence_transformers import SentenceTransformer
 
         self.model_version = model_version()
-        self.model = SentenceTransformer(model_path(), device="cpu")
+        # the weights are on disk: never let Hugging Face libraries reach for the network
+        self.model = SentenceTransformer(model_path(), device="cpu", local_files_only=True)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:

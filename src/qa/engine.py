@@ -60,22 +60,25 @@ def check_model(index: Index, model_id: str, dimension: int) -> None:
         raise IndexUnavailable(f"index at {index.path} was built with {built_with!r}, not {model_id}; run `qa build`")
 
 
-def load_embedder(index: Index) -> Embedder:
-    """The query encoder for this build: its ONNX export when there is one (no torch), else sentence-transformers."""
+def load_embedder(index: Index, encoder: str = "exact", threads: int = 1) -> Embedder:
+    """The query encoder for this build: its ONNX export when there is one (no torch), else sentence-transformers.
+
+    `encoder` and `threads` are the `query_encoder` and `onnx_threads` settings (for the ONNX export only).
+    """
     from .onnx_embedding import OnnxEmbedder, has_export
 
     if has_export(index.path):
-        return OnnxEmbedder(index.path)
+        return OnnxEmbedder(index.path, threads=threads, encoder=encoder)
     return SentenceTransformerEmbedder()
 
 
 def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float | None = None,
-                  embedder: Embedder | None = None) -> Searcher:
-    """Load the live index (checked against `corpus` when given) and its query encoder."""
+                  embedder: Embedder | None = None, encoder: str = "exact", threads: int = 1) -> Searcher:
+    """Load the live index (checked against `corpus` when given) and its query encoder (see `load_embedder`)."""
     index = load_index(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index), threshold)
+    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold)
 
 
 class IndexHolder:
@@ -85,10 +88,12 @@ class IndexHolder:
     A new build that cannot be used (damaged, another model) is refused and the previous one kept.
     """
 
-    def __init__(self, index_dir: Path, threshold: float | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(self, index_dir: Path, threshold: float | None = None, embedder: Embedder | None = None,
+                 encoder: str = "exact", threads: int = 1) -> None:
         self.index_dir = index_dir
         self.threshold = threshold
         self.fixed_embedder = embedder
+        self.encoder, self.threads = encoder, threads  # for `load_embedder`
         self.searcher: Searcher | None = None
         self.error: str | None = None
         self._stamp: tuple[int, int] | None = None
@@ -152,7 +157,7 @@ class IndexHolder:
         old = self.searcher
         if old is not None and old.index.manifest["model"] == index.manifest["model"]:
             return old.embedder  # same model: keep the loaded encoder, do not pay for a second one
-        return load_embedder(index)
+        return load_embedder(index, self.encoder, self.threads)
 
     def get(self) -> Searcher:
         """The current searcher; IndexUnavailable when no usable index has loaded."""

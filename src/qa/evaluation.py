@@ -68,7 +68,12 @@ def score(texts: dict[str, str] | str, items: list[dict], responses: list[dict],
     for item, response in answerable:
         results = response.get("results", [])
         document = item.get("document")
-        text = texts[document] if isinstance(texts, dict) else texts
+        if isinstance(texts, str):
+            text = texts
+        elif document is None:
+            raise ValueError(f"{item['id']}: names no `document`, but the texts are of several documents")
+        else:
+            text = texts[document]
         spans = evidence_spans(text, item)
         flags = [hit_flags(res, spans, shorter, document) for res in results[:10]]
         first = next((rank for rank, f in enumerate(flags, 1) if any(f)), None)
@@ -116,19 +121,21 @@ def respond(searcher, items: list[dict], restricted: bool = True) -> list[dict]:
 
 
 def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
-                   threshold: float | None = None, progress=None) -> tuple[dict, list]:
+                   threshold: float | None = None, progress=None, encoder: str = "exact",
+                   threads: int = 1) -> tuple[dict, list]:
     """Search every question as the API does (10 results) and score the responses.
 
     mode: `restricted` searches only an item's `document` when it names one; `unrestricted` searches everything;
     `per-document` builds a fresh index for each document alone (in a temporary folder) and searches it.
+    `encoder` and `threads` are the query encoder's settings (`query_encoder`, `onnx_threads`).
     """
     from .engine import open_searcher
 
     items = load_jsonl(questions)
     if mode == "per-document":
-        responses, texts = _per_document(items, corpus, shorter, threshold, progress)
+        responses, texts = _per_document(items, corpus, shorter, threshold, progress, encoder)
     else:
-        searcher = open_searcher(index_dir, corpus, threshold)
+        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads)
         responses = respond(searcher, items, restricted=mode == "restricted")
         texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
     named = any("document" in item for item in items)
@@ -139,16 +146,16 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
     return figures, misses
 
 
-def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: float | None,
-                  progress) -> tuple[list[dict], dict[str, str]]:
+def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress,
+                  encoder: str) -> tuple[list[dict], dict[str, str]]:
     import shutil
     import tempfile
 
+    from .build_encoder import build_encoder
     from .documents import corpus_files
-    from .index import build
     from .engine import open_searcher
-    from .onnx_embedding import OnnxEmbedder, build_encoder
-    from .settings import BY_NAME
+    from .index import build
+    from .onnx_embedding import OnnxEmbedder
 
     files = corpus_files(corpus)
     responses: dict[int, dict] = {}
@@ -163,9 +170,9 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
     # One encoder for every document's index and its questions: the one `qa build` and the service use.
     with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
-        queries = embedder  # the exact encoder builds; the questions use the `query_encoder` setting's
-        if isinstance(embedder, OnnxEmbedder) and BY_NAME["query_encoder"].from_env() != embedder.encoder:
-            queries = OnnxEmbedder(embedder.build)
+        queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
+        if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
+            queries = OnnxEmbedder(embedder.build, encoder=encoder)
         for n, (doc_id, positions) in enumerate((progress or (lambda x, total, label: x))(
                 by_document.items(), len(by_document), "documents")):
             folder = Path(tmp) / f"document-{n}"

@@ -11,13 +11,15 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import faiss
 import numpy as np
+from filelock import FileLock, Timeout
 
 from .chunking import MAX_WORDS, Chunk, chunk_document
 from .documents import CorpusError, Document, corpus_files, file_hash, read_corpus
@@ -27,6 +29,7 @@ from .formats.layout import Paragraph, Section
 FORMAT_VERSION = 2  # 2: highlights.npy
 POINTER = "CURRENT"
 BUILDS = "builds"
+LOCK_FILE = ".build.lock"
 KEEP_BUILDS = 2  # the live build and the one before it, which a server may still be loading
 # Chunks; above this the FAISS index is HNSW instead of exact flat search. Measured (bench/run.py, 2 cores): one
 # flat query costs ~0.03 ms per 1,000 vectors single-threaded, but from ~10,000 vectors FAISS splits a single query
@@ -215,6 +218,7 @@ def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
 def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
     """Exact inner-product search; HNSW (approximate) once the corpus is large enough for it to matter."""
     dim = vectors.shape[1]
+    index: faiss.Index
     if len(vectors) > APPROXIMATE_ABOVE:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -284,12 +288,107 @@ def _embed_passages(embedder: Embedder, chunks: list[Chunk], progress: Progress)
     return vectors, highlights
 
 
+@dataclass
+class Plan:
+    """Which documents keep the live build's vectors and which are embedded, in corpus order.
+
+    `parts[i]` holds document i's (passage, sentence, highlight) vectors: the live build's rows for a document whose
+    bytes did not change, None until `embed` fills it for a new or changed one.
+    """
+
+    documents: list[Document]
+    chunks: list[Chunk] = field(default_factory=list)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = field(default_factory=list)
+    to_embed: list[tuple[int, list[Chunk]]] = field(default_factory=list)  # (position in parts, its chunks)
+
+
+def plan(documents: list[Document], previous: Index | None, max_words: int, report: BuildReport) -> Plan:
+    """Reuse the rows of every document `previous` holds with the same bytes; chunk the others for embedding."""
+    old_docs = previous.documents if previous else {}
+    result = Plan(documents)
+    for doc in documents:
+        old = old_docs.get(doc.id)
+        if previous is not None and old is not None and old.sha256 == doc.sha256:
+            first, last = previous.document_ranges[doc.id]
+            result.chunks.extend(previous.chunks[first:last])
+            rows = slice(previous.sentence_offsets[first], previous.sentence_offsets[last])
+            result.parts.append((previous.vectors[first:last], previous.sentence_vectors[rows],
+                                 previous.highlight_vectors[rows]))
+            report.unchanged.append(doc.id)
+        else:
+            doc_chunks = chunk_document(doc, max_words)
+            result.to_embed.append((len(result.parts), doc_chunks))
+            result.parts.append(None)  # filled by `embed`
+            result.chunks.extend(doc_chunks)
+            (report.changed if old is not None else report.added).append(doc.id)
+    report.removed.extend(sorted(old_docs.keys() - {d.id for d in documents}))
+    return result
+
+
+def embed(planned: Plan, embedder: Embedder, progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed the planned documents' chunks and sentences; all passage, sentence and highlight vectors, in order."""
+    new_chunks = [c for _, group in planned.to_embed for c in group]
+    passage_vectors, in_context = _embed_passages(embedder, new_chunks, progress)
+    sentences = [sentence for c in new_chunks for sentence in c.sentence_texts()]
+    sentence_vectors = _embed(embedder, sentences, progress, "sentences")
+    # Without an in-context reading, a sentence's highlight vector is its own vector.
+    highlight_vectors = np.concatenate(in_context) if in_context else sentence_vectors
+    p = s = 0
+    for position, group in planned.to_embed:
+        n_sentences = sum(len(c.sentences) for c in group)
+        planned.parts[position] = (passage_vectors[p:p + len(group)], sentence_vectors[s:s + n_sentences],
+                                   highlight_vectors[s:s + n_sentences])
+        p += len(group)
+        s += n_sentences
+    filled = [part for part in planned.parts if part is not None]
+
+    def stacked(kind: int) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate([part[kind] for part in filled]), dtype=np.float32)
+
+    return stacked(0), stacked(1), stacked(2)
+
+
+def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 model: dict, params: dict, extras: Callable[[Path], dict] | None) -> None:
+    """Write every file of a build into `staging` and flush it to disk."""
+    passages, sentences, highlights = vectors
+    chunks, documents = planned.chunks, planned.documents
+    _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
+    _write_json(staging / "documents.json", [document_record(d) for d in documents])
+    np.save(staging / "vectors.npy", passages)
+    np.save(staging / "sentences.npy", sentences)
+    np.save(staging / "highlights.npy", highlights)
+    faiss.write_index(make_faiss_index(passages), str(staging / "faiss.index"))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": model,
+        "dimension": int(passages.shape[1]),
+        "chunking": params,
+        "files": {d.path: d.sha256 for d in documents},
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extras(staging) if extras else {}),
+    }
+    _write_json(staging / "manifest.json", manifest)
+    _fsync_tree(staging)
+
+
+def make_live(index_dir: Path, staging: Path, build_id: str) -> None:
+    """Move the staged build into place, then point `CURRENT` at it (one atomic rename each)."""
+    os.rename(staging, index_dir / BUILDS / build_id)
+    pointer_tmp = index_dir / f".{POINTER}.{build_id}"
+    pointer_tmp.write_text(build_id + "\n", encoding="utf-8")
+    os.replace(pointer_tmp, index_dir / POINTER)
+
+
 def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MAX_WORDS,
           progress: Progress = _no_progress, extras: Callable[[Path], dict] | None = None) -> BuildReport:
     """Build the index for `corpus` into a new folder under `index_dir` and make it live.
 
     `extras(build_folder)` may write more files into the build before it goes live (the ONNX export) and returns
-    what to record of them in the manifest.
+    what to record of them in the manifest. Concurrent builds of one index must take turns (`build_lock`).
     """
     began = time.perf_counter()
     params = chunking_params(max_words)
@@ -297,95 +396,29 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     documents = read_corpus(corpus)
     if not documents:
         raise CorpusError(f"no readable .txt or .md documents in {corpus}")
-    skipped = sorted(set(files) - {d.id for d in documents})
-    previous = _reusable(index_dir, embedder, params)
-    old_docs = previous.documents if previous else {}
-
-    chunks: list[Chunk] = []
-    vector_parts: list[np.ndarray] = []
-    sentence_parts: list[np.ndarray] = []
-    highlight_parts: list[np.ndarray] = []
-    to_embed: list[tuple[int, list[Chunk]]] = []  # (position in vector_parts, chunks) of new or changed documents
-    report = BuildReport(skipped=skipped)
-    for doc in documents:
-        old = old_docs.get(doc.id)
-        if old is not None and old.sha256 == doc.sha256:
-            first, last = previous.document_ranges[doc.id]
-            chunks.extend(previous.chunks[first:last])
-            vector_parts.append(previous.vectors[first:last])
-            rows = slice(previous.sentence_offsets[first], previous.sentence_offsets[last])
-            sentence_parts.append(previous.sentence_vectors[rows])
-            highlight_parts.append(previous.highlight_vectors[rows])
-            report.unchanged.append(doc.id)
-        else:
-            doc_chunks = chunk_document(doc, max_words)
-            to_embed.append((len(vector_parts), doc_chunks))
-            vector_parts.append(None)  # type: ignore[arg-type]  # filled below
-            sentence_parts.append(None)  # type: ignore[arg-type]
-            highlight_parts.append(None)  # type: ignore[arg-type]
-            chunks.extend(doc_chunks)
-            (report.changed if old is not None else report.added).append(doc.id)
-    report.removed.extend(sorted(old_docs.keys() - {d.id for d in documents}))
-
-    new_chunks = [c for _, group in to_embed for c in group]
-    passage_vectors, in_context = _embed_passages(embedder, new_chunks, progress)
-    sentences = [sentence for c in new_chunks for sentence in c.sentence_texts()]
-    sentence_vectors = _embed(embedder, sentences, progress, "sentences")
-    # Without an in-context reading, a sentence's highlight vector is its own vector.
-    highlight_vectors = np.concatenate(in_context) if in_context else sentence_vectors
-    p = s = 0
-    for position, group in to_embed:
-        n_sentences = sum(len(c.sentences) for c in group)
-        vector_parts[position] = passage_vectors[p:p + len(group)]
-        sentence_parts[position] = sentence_vectors[s:s + n_sentences]
-        highlight_parts[position] = highlight_vectors[s:s + n_sentences]
-        p += len(group)
-        s += n_sentences
-
-    vectors = np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32)
-    all_sentence_vectors = np.ascontiguousarray(np.concatenate(sentence_parts), dtype=np.float32)
-    all_highlight_vectors = np.ascontiguousarray(np.concatenate(highlight_parts), dtype=np.float32)
-    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
+    report = BuildReport(skipped=sorted(set(files) - {d.id for d in documents}))
+    planned = plan(documents, _reusable(index_dir, embedder, params), max_words, report)
+    vectors = embed(planned, embedder, progress)
+    build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     staging = builds / f".staging-{build_id}"
     staging.mkdir()
     try:
-        _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
-        _write_json(staging / "documents.json", [document_record(d) for d in documents])
-        np.save(staging / "vectors.npy", vectors)
-        np.save(staging / "sentences.npy", all_sentence_vectors)
-        np.save(staging / "highlights.npy", all_highlight_vectors)
-        faiss.write_index(make_faiss_index(vectors), str(staging / "faiss.index"))
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": {"id": embedder.model_id, "version": embedder.model_version},
-            "dimension": int(vectors.shape[1]),
-            "chunking": params,
-            "files": {d.path: d.sha256 for d in documents},
-            "documents": len(documents),
-            "chunks": len(chunks),
-            "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **(extras(staging) if extras else {}),
-        }
-        _write_json(staging / "manifest.json", manifest)
-        _fsync_tree(staging)
-        final = builds / build_id
-        os.rename(staging, final)
-        pointer_tmp = index_dir / f".{POINTER}.{build_id}"
-        pointer_tmp.write_text(build_id + "\n", encoding="utf-8")
-        os.replace(pointer_tmp, index_dir / POINTER)
+        write_staged(staging, planned, vectors, {"id": embedder.model_id, "version": embedder.model_version},
+                     params, extras)
+        make_live(index_dir, staging, build_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     prune(index_dir)
-    report.build_id, report.chunks, report.seconds = build_id, len(chunks), time.perf_counter() - began
+    report.build_id, report.chunks, report.seconds = build_id, len(planned.chunks), time.perf_counter() - began
     return report
 
 
 def prune(index_dir: Path, keep: int = KEEP_BUILDS) -> None:
-    """Remove all but the newest `keep` builds (never the live one) and any staging folder left by a crash."""
+    """Remove all but the newest `keep` builds (never the live one) and any staging folder left by a crash an hour
+    ago or more (a younger one may be a build in progress; `build_lock` clears them all when it has the lock)."""
     builds = index_dir / BUILDS
     live = live_build(index_dir)
     finished = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
@@ -395,3 +428,35 @@ def prune(index_dir: Path, keep: int = KEEP_BUILDS) -> None:
     for path in builds.glob(".staging-*"):
         if time.time() - path.stat().st_mtime > 3600:  # an abandoned build, not one in progress
             shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def build_lock(index_dir: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the index's build lock (`LOCK_FILE`, an OS file lock): builds of one index take turns.
+
+    A second build waits for the first (`on_wait` is called once, to say so) rather than failing: `qa serve`
+    builds a stale index before serving, and after waiting the index is usually up to date. The lock dies with its
+    process, even under SIGKILL. Once it is held no other build is running, so every staging folder and pointer
+    file a killed build left behind is abandoned, and is removed.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(index_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        remove_abandoned(index_dir)
+        yield
+    finally:
+        lock.release()
+
+
+def remove_abandoned(index_dir: Path) -> None:
+    """Remove the staging folders and temporary pointer files of builds that did not finish (call with the lock)."""
+    for path in (index_dir / BUILDS).glob(".staging-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in index_dir.glob(f".{POINTER}.*"):
+        path.unlink(missing_ok=True)

@@ -1,4 +1,7 @@
-"""The HTML pages: the search form with its results, the document list and the reader. Server-rendered; JS only enhances."""
+"""The HTML pages: the search form with its results, the document list and the reader.
+
+Server-rendered; JS only enhances.
+"""
 
 from __future__ import annotations
 

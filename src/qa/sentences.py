@@ -21,7 +21,7 @@ EXTRA_ABBREVIATIONS = frozenset({
 
 
 @lru_cache(maxsize=1)
-def tokenizer() -> "PunktSentenceTokenizer":
+def tokenizer() -> PunktSentenceTokenizer:
     # Imported here: nltk's package import pulls in scipy, which the serving path (no sentence splitting) never needs.
     import punkt
     from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer

@@ -1,0 +1,71 @@
+"""Today's passage store: a loaded build (`index.Index`), searched with FAISS and numpy, and BM25 built in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .index import Index, embedded_text
+from .lexical import LexicalIndex, tokenize
+
+
+class FaissBm25Store:
+    """`store.PassageStore` over one loaded build; everything a query needs is precomputed here, once."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        texts = [embedded_text(c) for c in index.chunks]
+        self.lexical = LexicalIndex(texts)
+        # BM25 statistics of each document alone, so that a search within one document ranks exactly as if it
+        # were the only document indexed.
+        self.lexical_by_document = {doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1
+                                    else self.lexical for doc, (first, last) in index.document_ranges.items()}
+        self.section_of, self.centroids = section_centroids(index)
+
+    def scope(self, document: str | None) -> tuple[int, int]:
+        return self.index.document_ranges[document] if document else (0, len(self.index.chunks))
+
+    def dense_candidates(self, query_vector: np.ndarray, scope: tuple[int, int], n: int) -> np.ndarray:
+        """The nearest passages by FAISS; within one document, exact scores over its contiguous chunk range
+        (an approximate index filtered to a small range misses neighbours)."""
+        first, last = scope
+        n = min(n, last - first)
+        if (first, last) != (0, len(self.index.chunks)):
+            scores = self.index.vectors[first:last] @ query_vector
+            return first + np.argpartition(-scores, n - 1)[:n]
+        _, ids = self.index.faiss_index.search(query_vector[None, :], n)
+        return ids[0][ids[0] >= 0]
+
+    def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
+        lexical = self.lexical_by_document[document] if document else self.lexical
+        return lexical.scores(tokenize([query])[0])
+
+    def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        return self.index.vectors[chunks] @ query_vector
+
+    def best_sentence_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """The best sentence cosine of each passage (sentences of a passage are contiguous rows)."""
+        offsets = self.index.sentence_offsets
+        counts = offsets[chunks + 1] - offsets[chunks]
+        group_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # row of each sentence: its passage's first row plus its position within the passage
+        rows = np.repeat(offsets[chunks] - group_starts, counts) + np.arange(counts.sum())
+        similarities = self.index.sentence_vectors[rows] @ query_vector
+        return np.maximum.reduceat(similarities, group_starts)
+
+    def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        return (self.centroids @ query_vector)[self.section_of[chunks]]
+
+    def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
+        first, last = self.index.sentence_offsets[chunk], self.index.sentence_offsets[chunk + 1]
+        return self.index.highlight_vectors[first:last] @ query_vector
+
+
+def section_centroids(index: Index) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's section number, and one unit vector per section: the normalised mean of its passages."""
+    keys: dict[tuple[str, int], int] = {}
+    section_of = np.array([keys.setdefault((c.document, c.section_index), len(keys)) for c in index.chunks],
+                          dtype=np.int64)
+    sums = np.zeros((len(keys), index.vectors.shape[1]), dtype=np.float32)
+    np.add.at(sums, section_of, index.vectors)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return section_of, sums / np.where(norms > 0, norms, 1)

@@ -1,0 +1,46 @@
+"""The passage store seam: what a search asks of the stored passages, whatever holds them.
+
+Passages are numbered (chunk ids) in document order, each document's passages contiguous, as in `Index.chunks`.
+Today's store is `faiss_store.FaissBm25Store` (a loaded build: FAISS and numpy for vectors, bm25s for words); a
+store backed by a search engine or a database implements the same few operations.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class PassageStore(Protocol):
+    def scope(self, document: str | None) -> tuple[int, int]:
+        """The chunk id range [first, last) of one document, or of every passage for None."""
+        ...
+
+    def dense_candidates(self, query_vector: np.ndarray, scope: tuple[int, int], n: int) -> np.ndarray:
+        """Chunk ids of (up to) the `n` passages of `scope` nearest to the question's vector."""
+        ...
+
+    def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
+        """BM25 score of every passage in the scope of `document` (all passages for None), in chunk id order.
+
+        Within one document the word statistics are that document's alone, so that a search within it ranks
+        exactly as if it were the only document stored.
+        """
+        ...
+
+    def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """cos(question, passage) of each of `chunks`."""
+        ...
+
+    def best_sentence_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """The best cos(question, sentence) within each of `chunks`, each sentence embedded alone."""
+        ...
+
+    def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """cos(question, centroid of the passage's section) of each of `chunks`."""
+        ...
+
+    def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
+        """cos(question, sentence) of each sentence of one passage, each sentence read in its passage."""
+        ...
