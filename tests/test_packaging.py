@@ -47,7 +47,8 @@ def test_the_wheel_carries_every_module_and_web_asset_and_serves_the_page(tmp_pa
         packed = set(archive.namelist())
         archive.extractall(tmp_path / "site")
     modules = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "qa").rglob("*.py")}
-    assets = {"qa/webassets/" + p.relative_to(ROOT / "web").as_posix() for p in (ROOT / "web").rglob("*") if p.is_file()}
+    assets = {"qa/webassets/" + p.relative_to(ROOT / "web").as_posix()
+              for p in (ROOT / "web").rglob("*") if p.is_file()}
     assert {"qa/webassets/templates/search.html", "qa/webassets/static/search.js"} <= assets
     assert not (modules | assets) - packed, sorted((modules | assets) - packed)
 

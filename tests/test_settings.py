@@ -62,7 +62,8 @@ def test_serve_hands_its_workers_the_resolved_settings_not_the_environment(tiny_
 
 
 def test_the_app_passes_the_encoder_settings_to_its_index_holder(tiny_index, fake_embedder, monkeypatch):
-    from qa.app import create_app, index_holder
+    from qa.app import create_app
+    from qa.live import index_holder
 
     monkeypatch.setenv("QA_ONNX_THREADS", "2")
     app = create_app({"TESTING": True, "INDEX": str(tiny_index), "EMBEDDER": fake_embedder, "QUERY_ENCODER": "int8"})

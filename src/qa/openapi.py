@@ -12,10 +12,10 @@ import copy
 from functools import cache
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from . import __version__
-from .contract import ERROR_STATUS, SHAPES, SearchRequest
+from .contract import ERROR_STATUS, SHAPES, SearchRequest, Shape
 from .limits import MAX_BODY_BYTES, MAX_REQUEST_LINE
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
@@ -29,7 +29,8 @@ def _ref(name: str) -> dict:
 @cache
 def json_schemas() -> dict[str, Any]:
     """The JSON Schema (2020-12) of every shape in `qa.contract`, as responses carry them (requests as sent)."""
-    modes = [(shape, "validation" if shape is SearchRequest else "serialization") for shape in SHAPES]
+    modes: list[tuple[type[Shape], JsonSchemaMode]] = [
+        (shape, "validation" if shape is SearchRequest else "serialization") for shape in SHAPES]
     _, schemas = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return schemas["$defs"]
 
