@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 
 from .chunking import MAX_WORDS, Chunk, chunk_document
-from .documents import CorpusError, Document, corpus_files, file_hash, read_corpus
+from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerprint, scan_corpus
 from .embedding import Embedder, SpanEmbedder
 from .formats.layout import Paragraph, Section
 
@@ -50,7 +50,7 @@ class BuildReport:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -157,10 +157,10 @@ def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_versi
     if manifest["chunking"] != (params or chunking_params()):
         reasons.append("chunking parameters changed")
     try:
-        files = {path.relative_to(corpus).as_posix(): file_hash(path) for path in corpus_files(corpus).values()}
+        files = {path.relative_to(corpus).as_posix(): fingerprint(path) for path in corpus_files(corpus).values()}
     except CorpusError as exc:
         return reasons + [str(exc)]
-    indexed = manifest["files"]
+    indexed = {**manifest["files"], **{name: s["sha256"] for name, s in skipped_files(manifest).items()}}
     for name in sorted(files.keys() - indexed.keys()):
         reasons.append(f"new file {name}")
     for name in sorted(indexed.keys() - files.keys()):
@@ -171,6 +171,12 @@ def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_versi
     return reasons
 
 
+def skipped_files(manifest: dict) -> dict[str, dict]:
+    """The files the build skipped, path -> {"sha256", "reason"}: unchanged, they keep the index fresh."""
+    skipped = manifest.get("skipped")
+    return skipped if isinstance(skipped, dict) else {}
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -178,7 +184,7 @@ def load(index_dir: Path) -> Index:
     """Load the live build; IndexUnavailable with a one-line reason if there is none or it is damaged."""
     build = live_build(index_dir)
     if build is None:
-        raise IndexUnavailable(f"no index in {index_dir}; run `qa build`")
+        raise IndexUnavailable(f"no index yet in {index_dir}/; run `qa build`")
     manifest = read_manifest(build)
     try:
         records = json.loads((build / "chunks.json").read_text(encoding="utf-8"))
@@ -293,11 +299,10 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     """
     began = time.perf_counter()
     params = chunking_params(max_words)
-    files = corpus_files(corpus)
-    documents = read_corpus(corpus)
+    scanned = scan_corpus(corpus)
+    documents = scanned.documents
     if not documents:
         raise CorpusError(f"no readable .txt or .md documents in {corpus}")
-    skipped = sorted(set(files) - {d.id for d in documents})
     previous = _reusable(index_dir, embedder, params)
     old_docs = previous.documents if previous else {}
 
@@ -306,10 +311,10 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     sentence_parts: list[np.ndarray] = []
     highlight_parts: list[np.ndarray] = []
     to_embed: list[tuple[int, list[Chunk]]] = []  # (position in vector_parts, chunks) of new or changed documents
-    report = BuildReport(skipped=skipped)
+    report = BuildReport(skipped=scanned.skipped)
     for doc in documents:
         old = old_docs.get(doc.id)
-        if old is not None and old.sha256 == doc.sha256:
+        if old is not None and (old.sha256, old.path) == (doc.sha256, doc.path):  # same bytes, same format
             first, last = previous.document_ranges[doc.id]
             chunks.extend(previous.chunks[first:last])
             vector_parts.append(previous.vectors[first:last])
@@ -363,6 +368,7 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
             "dimension": int(vectors.shape[1]),
             "chunking": params,
             "files": {d.path: d.sha256 for d in documents},
+            "skipped": {s.path: {"sha256": s.sha256, "reason": s.reason} for s in scanned.skipped},
             "documents": len(documents),
             "chunks": len(chunks),
             "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
