@@ -29,10 +29,12 @@ import numpy as np
 from click.testing import CliRunner
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
 from conftest import FakeEmbedder
 from qa.cli import main
+from qa.documents import CorpusError
 from qa.index import BUILDS, KEEP_BUILDS, POINTER, build, live_build, load
 
 EXAMPLES = int(os.environ.get("QA_FUZZ_EXAMPLES", "8"))
@@ -164,7 +166,7 @@ class CorpusEdits(RuleBasedStateMachine):
         readable = True
         try:
             build(self.corpus, fresh_index, FakeEmbedder())
-        except Exception as exc:  # the only refusal expected: no document at all
+        except CorpusError as exc:  # the only refusal expected: no document at all
             assert "no readable .txt or .md documents" in str(exc), exc
             readable = False
         if not readable:

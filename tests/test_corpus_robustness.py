@@ -35,8 +35,8 @@ NOT_DOCUMENTS = {  # file -> bytes that are not a document, and the start of the
 }
 
 
-def fresh(corpus: Path, index: Path, embedder=FakeEmbedder()) -> list[str]:
-    return stale_reasons(load(index).manifest, corpus, embedder.model_id, embedder.model_version)
+def fresh(corpus: Path, index: Path) -> list[str]:
+    return stale_reasons(load(index).manifest, corpus, FakeEmbedder.model_id, FakeEmbedder.model_version)
 
 
 @pytest.mark.parametrize("name", ["empty.md", "title-only.md", "title-line.txt", "blank.txt"])
