@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _INTEGER = re.compile(r"-?[0-9]{1,6}")  # ASCII only: int() would also take " 5\n", "٥" or "5_0"
 RETRY_AFTER_SECONDS = 5
+Q_REQUIRED = "q is required"  # the same words for a GET and a POST without it
 
 HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
               415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error", 503: "index_unavailable"}
@@ -56,7 +57,9 @@ def searcher():
 
 def _query_string_params() -> dict:
     args = request.args
-    params: dict = {"q": args.get("q", ""), "document": args.get("document") or None, "k": DEFAULT_K}
+    if "q" not in args:
+        raise QueryError(Q_REQUIRED)
+    params: dict = {"q": args["q"], "document": args.get("document") or None, "k": DEFAULT_K}
     if "k" in args:
         if not _INTEGER.fullmatch(args["k"]):
             raise QueryError("k must be an integer from 1 to 50")
@@ -81,7 +84,7 @@ def _json_body_params() -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     if "q" not in body:
-        raise QueryError("q is required")
+        raise QueryError(Q_REQUIRED)
     return {"q": body["q"], "k": body.get("k", DEFAULT_K), "document": body.get("document")}
 
 
@@ -144,6 +147,10 @@ def api_error(exc: ApiError):
     return error_response(exc.status, exc.code, exc.message)
 
 
+def body_limit_message() -> str:
+    return f"the request body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']:,} bytes"
+
+
 def register_errors(app: Flask) -> None:
     """JSON errors for everything under /api/; HTML error pages for the rest."""
     from .pages import error_page
@@ -151,10 +158,11 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
+        description = body_limit_message() if status == 413 else exc.description or ""
         if not is_api_request():
-            return error_page(status, exc.description or "")
+            return error_page(status, description)
         code = HTTP_CODES.get(status) or ("invalid_parameter" if status < 500 else "internal_error")
-        response = error_response(status, code, exc.description or "")
+        response = error_response(status, code, description)
         for name, value in exc.get_headers():  # Allow on a 405, for instance
             if name.lower() != "content-type":
                 response.headers[name] = value

@@ -14,7 +14,8 @@ from .server import MAX_REQUEST_LINE
 WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
               "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 ERROR_CODES = ["invalid_parameter", "invalid_json", "unsupported_media_type", "payload_too_large", "not_found",
-               "method_not_allowed", "index_unavailable", "rate_limited", "internal_error"]
+               "method_not_allowed", "index_unavailable", "rate_limited", "internal_error",
+               "uri_too_long", "headers_too_large", "bad_request"]  # the last three from the HTTP server itself
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
                                 "schema": {"type": "integer", "minimum": 1}}}
