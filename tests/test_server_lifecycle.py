@@ -71,6 +71,7 @@ def assert_json_error(answer: tuple[int, dict[str, str], bytes], status: int, co
     got_status, headers, body = answer
     assert got_status == status, body
     assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert headers["x-request-id"]
     error = json.loads(body)["error"]
     assert error["code"] == code
     return error["message"]

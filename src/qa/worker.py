@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 
 from gunicorn import util
 from gunicorn.http import errors
@@ -57,6 +58,7 @@ def json_error(status: int, code: str, message: str) -> bytes:
             "X-Content-Type-Options: nosniff\r\n"
             "Referrer-Policy: same-origin\r\n"
             "X-Frame-Options: DENY\r\n"
+            f"X-Request-Id: {uuid.uuid4().hex[:16]}\r\n"  # as on every response; the request's own is unread
             "\r\n")
     return head.encode("latin-1") + body
 
