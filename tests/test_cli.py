@@ -68,7 +68,7 @@ def test_search_refuses_missing_or_stale_index(tmp_path, real_paths):
     runner = CliRunner()
     result = runner.invoke(main, ["search", "--corpus", str(corpus), "--index", str(tmp_path / "none"), "x"])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"error: no index in {tmp_path / 'none'}; run `qa build`"]
+    assert result.stderr.strip().splitlines() == [f"error: no index yet in {tmp_path / 'none'}/; run `qa build`"]
     changed = tmp_path / "corpus"
     changed.mkdir()
     (changed / "other.txt").write_text("Other\n\nA different document.\n", encoding="utf-8")

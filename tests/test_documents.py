@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents import CorpusError, corpus_files, decode, read_corpus
+from qa.documents import CorpusError, corpus_files, decode, read_corpus, scan_corpus
 from qa.formats import markdown, plaintext
 
 from conftest import CORPUS
@@ -90,12 +90,12 @@ def test_decode_drops_bom_and_normalises_newlines():
     assert decode("\ufeffa\r\nb\rc".encode("utf-8")) == "a\nb\nc"
 
 
-def test_undecodable_file_is_skipped_not_fatal(tmp_path, caplog):
+def test_undecodable_file_is_skipped_not_fatal(tmp_path):
     (tmp_path / "good.txt").write_text("Title\n\nSome text here.\n", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\xfa not utf-8")
     docs = read_corpus(tmp_path)
     assert [d.id for d in docs] == ["good"]
-    assert "bad.txt" in caplog.text
+    assert [(s.path, s.reason.split(" (")[0]) for s in scan_corpus(tmp_path).skipped] == [("bad.txt", "not UTF-8 text")]
 
 
 def test_ids_are_relative_paths_and_collisions_are_errors(tmp_path):

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import contract, live
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 API_PATH = re.compile(r"/api(/|$)")  # /api and everything under /api/
 RETRY_AFTER_SECONDS = 5
+Q_REQUIRED = "q is required"  # the same words for a GET and a POST without it
 
 
 class ApiError(Exception):
@@ -62,7 +63,9 @@ def searcher() -> Searcher:
 
 def _query_string_params() -> dict:
     args = request.args
-    return {"q": args.get("q", ""), "document": args.get("document") or None,
+    if "q" not in args:
+        raise QueryError(Q_REQUIRED)
+    return {"q": args["q"], "document": args.get("document") or None,
             "k": contract.k_from_query_string(args.get("k"))}
 
 
@@ -83,7 +86,7 @@ def _json_body_params() -> dict:
     if not isinstance(body, dict):
         raise ApiError("invalid_json", "the body must be a JSON object")
     if "q" not in body:
-        raise QueryError("q is required")
+        raise QueryError(Q_REQUIRED)
     return {"q": body["q"], "k": body.get("k", DEFAULT_K), "document": body.get("document")}
 
 
@@ -145,6 +148,10 @@ def api_error(exc: ApiError):
     return error_response(exc.code, exc.message)
 
 
+def body_limit_message() -> str:
+    return f"the request body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']:,} bytes"
+
+
 def register_errors(app: Flask) -> None:
     """JSON errors for everything under /api/; HTML error pages for the rest."""
     from .pages import error_page
@@ -152,9 +159,10 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
+        description = body_limit_message() if status == 413 else exc.description or ""
         if not is_api_request():
-            return error_page(status, exc.description or "")
-        response = error_response(contract.error_code(status), exc.description or "")
+            return error_page(status, description)
+        response = error_response(contract.error_code(status), description)
         response.status_code = status
         for name, value in exc.get_headers():  # Allow on a 405, for instance
             if name.lower() != "content-type":

@@ -21,6 +21,7 @@ from .index import IndexUnavailable
 from .settings import BY_NAME, SettingError, Settings, resolve
 
 EXIT_UNAVAILABLE = 2
+BUILD_ADVICE = "; run `qa build`"  # how an IndexUnavailable message ends
 
 
 def setting_option(name: str) -> Callable:
@@ -116,12 +117,12 @@ def build_if_needed(corpus: str, index: str) -> None:
         fail(str(exc))
     except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
         fail(f"cannot build: {exc}; build it once where the project is fully installed (`make install`)")
-    for doc_id in report.skipped:
-        click.echo(f"skipped {doc_id}: not UTF-8 text", err=True)
+    for skipped in report.skipped:
+        click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
     click.echo(
         f"built {report.build_id}: {report.chunks} chunks in {report.seconds:.1f} s "
         f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
-        f"unchanged {len(report.unchanged)})", err=True)
+        f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)})", err=True)
 
 
 @main.command("build")
@@ -183,7 +184,7 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 
 @main.command("search")
 @click.argument("question", required=False)
-@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 50), help="Number of passages.")
+@click.option("-k", "--k", "k", default=5, show_default=True, type=click.IntRange(1, 50), help="Number of passages.")
 @click.option("--document", default=None, help="Search only this document (its id).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON. Without QUESTION: one per stdin line.")
 @setting_option("answerable_threshold")
@@ -220,6 +221,7 @@ def search_command(question: str | None, k: int, document: str | None, as_json: 
 def info_command(as_json: bool, settings: Settings) -> None:
     """Show the live index's manifest, its documents and whether it is stale."""
     from .engine import load_index, staleness
+    from .index import skipped_files
 
     try:
         loaded = load_index(Path(settings.index))
@@ -227,7 +229,8 @@ def info_command(as_json: bool, settings: Settings) -> None:
         fail(str(exc))
     reasons = staleness(loaded, Path(settings.corpus))
     documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.documents.values()]
-    info = {"build": loaded.build_id, "manifest": loaded.manifest, "documents": documents,
+    skipped = [{"path": path, "reason": s["reason"]} for path, s in sorted(skipped_files(loaded.manifest).items())]
+    info = {"build": loaded.build_id, "manifest": loaded.manifest, "documents": documents, "skipped": skipped,
             "stale": bool(reasons), "stale_reasons": reasons}
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=1))
@@ -242,6 +245,10 @@ def info_command(as_json: bool, settings: Settings) -> None:
                f"(--query-encoder, {BY_NAME['query_encoder'].env})")
     for d in documents:
         click.echo(f"  {d['id']}: {d['title']} ({d['sections']} sections)")
+    if skipped:
+        click.echo(f"skipped    {len(skipped)} file(s), not documents:")
+    for s in skipped:
+        click.echo(f"  {s['path']}: {s['reason']}")
     click.echo("status     " + (f"STALE: {'; '.join(reasons)} (run `qa build`)" if reasons else "fresh"))
 
 
@@ -267,7 +274,7 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
         try:
             check_fresh(load(Path(settings.index)), Path(settings.corpus))
         except IndexUnavailable as exc:
-            click.echo(f"{exc}: building now", err=True)
+            click.echo(f"{str(exc).removesuffix(BUILD_ADVICE)}: building it now", err=True)
             run_build(settings.corpus, settings.index)
     from .server import run
 

@@ -24,6 +24,8 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_parameter": 400, "invalid_json": 400, "unsupported_media_type": 415, "payload_too_large": 413,
     "not_found": 404, "method_not_allowed": 405, "index_unavailable": 503, "rate_limited": 429,
     "internal_error": 500,
+    # refused by the HTTP server itself, before the app (qa.worker)
+    "uri_too_long": 414, "headers_too_large": 431, "bad_request": 400, "not_implemented": 501,
 }
 
 _INTEGER = re.compile(r"-?[0-9]{1,6}")  # ASCII only: int() would also take " 5\n", "٥" or "5_0"

@@ -1,4 +1,4 @@
-"""Reading the corpus: every `.txt` and `.md` file under a folder is one document.
+"""Reading the corpus: every `.txt` and `.md` file under a folder is one document, unless `check_readable` skips it.
 
 Documents are read as UTF-8 (a BOM dropped) with universal newlines; every offset in the project indexes that text.
 A document's id is its path relative to the corpus folder, without extension, with `/` separators.
@@ -7,14 +7,11 @@ A document's id is its path relative to the corpus folder, without extension, wi
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from .formats import PARSERS
 from .formats.layout import Paragraph, Section
-
-log = logging.getLogger(__name__)
 
 
 class CorpusError(Exception):
@@ -72,16 +69,77 @@ def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
     )
 
 
-def read_document(corpus: Path, doc_id: str, path: Path) -> Document | None:
-    """Read one file; a file that cannot be decoded is logged and skipped (None)."""
+class Unreadable(Exception):
+    """A file that is not a document: its message is the reason, shown by `qa build` and `qa info`."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str  # relative to the corpus folder
+    sha256: str  # of the file's bytes (UNREADABLE_HASH when they cannot be read), so an unchanged file stays skipped
+    reason: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    documents: list[Document]  # in id order
+    skipped: list[SkippedFile]  # in path order
+
+
+UNREADABLE_HASH = "unreadable"
+
+
+def fingerprint(path: Path) -> str:
+    """The file's hash as the build records it; UNREADABLE_HASH for a file that cannot be opened."""
     try:
-        return parse_document(doc_id, path.relative_to(corpus).as_posix(), path.read_bytes())
+        return file_hash(path)
+    except OSError:
+        return UNREADABLE_HASH
+
+
+def check_readable(doc_id: str, relative_path: str, raw: bytes) -> Document:
+    """Parse one file into a document, or raise Unreadable saying why it is not one.
+
+    This is the one rule for which files are documents: the build, the freshness check, `qa info` and the reader all
+    go through it. A file is skipped when it is binary, not UTF-8, empty, or has no passage to index (only a title,
+    headings or image lines).
+    """
+    if b"\x00" in raw:
+        raise Unreadable("binary file (NUL bytes), not text")
+    try:
+        doc = parse_document(doc_id, relative_path, raw)
     except UnicodeDecodeError as exc:
-        log.warning("skipped %s: not UTF-8 text (%s)", path, exc.reason)
-        return None
+        raise Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if not doc.text.strip():
+        raise Unreadable("empty file")
+    if not doc.paragraphs:
+        raise Unreadable("no text to index (only a title, headings or image lines)")
+    return doc
+
+
+def read_document(corpus: Path, doc_id: str, path: Path) -> Document | SkippedFile:
+    """Read one file: its document, or what was skipped and why."""
+    relative = path.relative_to(corpus).as_posix()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return SkippedFile(relative, UNREADABLE_HASH, f"cannot be read ({exc.strerror or type(exc).__name__})")
+    try:
+        return check_readable(doc_id, relative, raw)
+    except Unreadable as exc:
+        return SkippedFile(relative, hashlib.sha256(raw).hexdigest(), str(exc))
+
+
+def scan_corpus(corpus: Path) -> Corpus:
+    """Every file under `corpus` with a supported extension: the documents, and the files skipped with reasons."""
+    documents: list[Document] = []
+    skipped: list[SkippedFile] = []
+    for doc_id, path in corpus_files(corpus).items():
+        read = read_document(corpus, doc_id, path)
+        (documents if isinstance(read, Document) else skipped).append(read)  # type: ignore[arg-type]
+    return Corpus(documents, sorted(skipped, key=lambda s: s.path))
 
 
 def read_corpus(corpus: Path) -> list[Document]:
     """Every readable document under `corpus`, in id order."""
-    documents = (read_document(corpus, doc_id, path) for doc_id, path in corpus_files(corpus).items())
-    return [doc for doc in documents if doc is not None]
+    return scan_corpus(corpus).documents

@@ -1,7 +1,8 @@
 """Opening the live index for searching, and swapping in a new build while serving.
 
 The CLI opens a `Searcher` once; the web app keeps an `IndexHolder` that notices a new build (the `CURRENT`
-pointer changed) and loads it in the background, answering from the old one until the new one is ready.
+pointer changed; a watcher thread looks every RELOAD_CHECK_SECONDS, requests or not) and loads it in the background,
+answering from the old one until the new one is ready.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from .search import Searcher
 
 log = logging.getLogger(__name__)
 
-RELOAD_CHECK_SECONDS = 1.0
+RELOAD_CHECK_SECONDS = 0.2
 
 
 def installed_model_version(index: Index) -> str:
@@ -100,9 +102,10 @@ class IndexHolder:
         self._checked = 0.0
         self._loading = threading.Lock()
         self.refresh(wait=True)
+        threading.Thread(target=watch, args=(weakref.ref(self),), name="index-watch", daemon=True).start()
 
     def refresh(self, wait: bool = False) -> None:
-        """Load the live build if the pointer changed (checked at most once a second unless `wait`).
+        """Load the live build if the pointer changed (checked at most every RELOAD_CHECK_SECONDS unless `wait`).
 
         `wait` loads in this thread (start-up); otherwise a background thread loads, and a check that finds a
         load already running returns at once.
@@ -166,3 +169,12 @@ class IndexHolder:
         if searcher is None:
             raise IndexUnavailable(self.error or "no index loaded; run `qa build`")
         return searcher
+
+
+def watch(holder: weakref.ref[IndexHolder]) -> None:
+    """Check for a new build every RELOAD_CHECK_SECONDS for as long as the holder exists, so that an idle server
+    switches within a second of a build going live, not at its next request."""
+    while (alive := holder()) is not None:
+        alive.refresh()
+        del alive  # hold no reference while sleeping, or the holder could never be collected
+        time.sleep(RELOAD_CHECK_SECONDS)

@@ -22,7 +22,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from .chunking import MAX_WORDS, Chunk, chunk_document
-from .documents import CorpusError, Document, corpus_files, file_hash, read_corpus
+from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerprint, scan_corpus
 from .embedding import Embedder, SpanEmbedder
 from .formats.layout import Paragraph, Section
 
@@ -53,7 +53,7 @@ class BuildReport:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -160,10 +160,10 @@ def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_versi
     if manifest["chunking"] != (params or chunking_params()):
         reasons.append("chunking parameters changed")
     try:
-        files = {path.relative_to(corpus).as_posix(): file_hash(path) for path in corpus_files(corpus).values()}
+        files = {path.relative_to(corpus).as_posix(): fingerprint(path) for path in corpus_files(corpus).values()}
     except CorpusError as exc:
         return reasons + [str(exc)]
-    indexed = manifest["files"]
+    indexed = {**manifest["files"], **{name: s["sha256"] for name, s in skipped_files(manifest).items()}}
     for name in sorted(files.keys() - indexed.keys()):
         reasons.append(f"new file {name}")
     for name in sorted(indexed.keys() - files.keys()):
@@ -174,6 +174,12 @@ def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_versi
     return reasons
 
 
+def skipped_files(manifest: dict) -> dict[str, dict]:
+    """The files the build skipped, path -> {"sha256", "reason"}: unchanged, they keep the index fresh."""
+    skipped = manifest.get("skipped")
+    return skipped if isinstance(skipped, dict) else {}
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -181,7 +187,7 @@ def load(index_dir: Path) -> Index:
     """Load the live build; IndexUnavailable with a one-line reason if there is none or it is damaged."""
     build = live_build(index_dir)
     if build is None:
-        raise IndexUnavailable(f"no index in {index_dir}; run `qa build`")
+        raise IndexUnavailable(f"no index yet in {index_dir}/; run `qa build`")
     manifest = read_manifest(build)
     try:
         records = json.loads((build / "chunks.json").read_text(encoding="utf-8"))
@@ -303,12 +309,13 @@ class Plan:
 
 
 def plan(documents: list[Document], previous: Index | None, max_words: int, report: BuildReport) -> Plan:
-    """Reuse the rows of every document `previous` holds with the same bytes; chunk the others for embedding."""
+    """Reuse the rows of every document `previous` holds with the same bytes and path (so the same format); chunk
+    the others for embedding."""
     old_docs = previous.documents if previous else {}
     result = Plan(documents)
     for doc in documents:
         old = old_docs.get(doc.id)
-        if previous is not None and old is not None and old.sha256 == doc.sha256:
+        if previous is not None and old is not None and (old.sha256, old.path) == (doc.sha256, doc.path):
             first, last = previous.document_ranges[doc.id]
             result.chunks.extend(previous.chunks[first:last])
             rows = slice(previous.sentence_offsets[first], previous.sentence_offsets[last])
@@ -349,7 +356,8 @@ def embed(planned: Plan, embedder: Embedder, progress: Progress) -> tuple[np.nda
 
 
 def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 model: dict, params: dict, extras: Callable[[Path], dict] | None) -> None:
+                 model: dict, params: dict, extras: Callable[[Path], dict] | None,
+                 skipped: list[SkippedFile]) -> None:
     """Write every file of a build into `staging` and flush it to disk."""
     passages, sentences, highlights = vectors
     chunks, documents = planned.chunks, planned.documents
@@ -365,6 +373,7 @@ def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.nda
         "dimension": int(passages.shape[1]),
         "chunking": params,
         "files": {d.path: d.sha256 for d in documents},
+        "skipped": {s.path: {"sha256": s.sha256, "reason": s.reason} for s in skipped},
         "documents": len(documents),
         "chunks": len(chunks),
         "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
@@ -392,11 +401,11 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     """
     began = time.perf_counter()
     params = chunking_params(max_words)
-    files = corpus_files(corpus)
-    documents = read_corpus(corpus)
+    scanned = scan_corpus(corpus)
+    documents = scanned.documents
     if not documents:
         raise CorpusError(f"no readable .txt or .md documents in {corpus}")
-    report = BuildReport(skipped=sorted(set(files) - {d.id for d in documents}))
+    report = BuildReport(skipped=scanned.skipped)
     planned = plan(documents, _reusable(index_dir, embedder, params), max_words, report)
     vectors = embed(planned, embedder, progress)
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
@@ -406,7 +415,7 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     staging.mkdir()
     try:
         write_staged(staging, planned, vectors, {"id": embedder.model_id, "version": embedder.model_version},
-                     params, extras)
+                     params, extras, scanned.skipped)
         make_live(index_dir, staging, build_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -30,7 +30,7 @@ def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = 
             settings = {
                 "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                 "workers": max(1, workers),
-                "worker_class": "gthread",
+                "worker_class": "qa.worker.Worker",  # gthread, with JSON errors and a prompt stop
                 "threads": THREADS_PER_WORKER,
                 "keepalive": KEEPALIVE_SECONDS,
                 "timeout": 60,
