@@ -1,6 +1,7 @@
-"""Reading the corpus: every `.txt` and `.md` file under a folder is one document.
+"""Reading the corpus: every file of a supported format (`formats.READERS`) under a folder is one document.
 
-Documents are read as UTF-8 (a BOM dropped) with universal newlines; every offset in the project indexes that text.
+Text documents are read as UTF-8 (a BOM dropped) with universal newlines; PDF, Word and HTML files by their format's
+reader. Every offset in the project indexes the text a reader extracted.
 A document's id is its path relative to the corpus folder, without extension, with `/` separators.
 """
 
@@ -11,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .formats import PARSERS
+from .formats import READERS, UnreadableDocument
+from .formats.reader import decode as decode  # re-exported: the UTF-8 reading of text documents
 from .formats.layout import Paragraph, Section
 
 log = logging.getLogger(__name__)
@@ -31,16 +33,11 @@ class Document:
     text: str
     sections: tuple[Section, ...]
     paragraphs: tuple[Paragraph, ...]
+    pages: tuple[int, ...] = ()  # where each page starts in `text`, for paged formats (PDF)
 
 
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def decode(raw: bytes) -> str:
-    """UTF-8 with a BOM dropped and universal newlines, as `open(..., encoding="utf-8-sig")` reads it."""
-    text = raw.decode("utf-8-sig")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def corpus_files(corpus: Path) -> dict[str, Path]:
@@ -48,7 +45,7 @@ def corpus_files(corpus: Path) -> dict[str, Path]:
     if not corpus.is_dir():
         raise CorpusError(f"corpus folder not found: {corpus}")
     files: dict[str, Path] = {}
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in PARSERS):
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in READERS):
         doc_id = path.relative_to(corpus).with_suffix("").as_posix()
         if doc_id in files:
             raise CorpusError(f"two files would share the document id {doc_id!r}: {files[doc_id]} and {path}")
@@ -57,9 +54,10 @@ def corpus_files(corpus: Path) -> dict[str, Path]:
 
 
 def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
-    """Parse one file's bytes; raises UnicodeDecodeError for text that is not UTF-8."""
-    text = decode(raw)
-    layout = PARSERS[Path(relative_path).suffix.lower()](text)
+    """Parse one file's bytes; raises UnicodeDecodeError for text that is not UTF-8 and UnreadableDocument for a
+    file its format's reader cannot read."""
+    extracted = READERS[Path(relative_path).suffix.lower()](raw)
+    text, layout = extracted.text, extracted.layout
     return Document(
         id=doc_id,
         path=relative_path,
@@ -69,6 +67,7 @@ def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
         text=text,
         sections=tuple(layout.sections),
         paragraphs=tuple(layout.paragraphs),
+        pages=extracted.pages,
     )
 
 
@@ -78,6 +77,9 @@ def read_document(corpus: Path, doc_id: str, path: Path) -> Document | None:
         return parse_document(doc_id, path.relative_to(corpus).as_posix(), path.read_bytes())
     except UnicodeDecodeError as exc:
         log.warning("skipped %s: not UTF-8 text (%s)", path, exc.reason)
+        return None
+    except UnreadableDocument as exc:
+        log.warning("skipped %s: %s", path, exc.reason)
         return None
 
 

@@ -1,0 +1,379 @@
+"""PDF, read with PDFium (pypdfium2): text in reading order, pages, sections, and no running headers or footers.
+
+Lines come from PDFium's text page in its reading order (multi-column pages included). For each line a few
+characters are sampled for font size (the font size times the text matrix scale: some producers set every font to
+size 1 and scale the matrix), weight and position. Then:
+
+- *Furniture*: lines in the top or bottom margin band whose text (digits and roman numerals masked) repeats on many
+  pages, and bare page or line numbers, are dropped.
+- *Sections*: from the outline (bookmarks) when there is one, each bookmark matched to the line at its destination;
+  otherwise from the type: the body size is the most common size by characters, a heading is a short line without
+  sentence-final punctuation set clearly larger than the body, or bold at body size and standing alone.
+- *Paragraphs*: a vertical gap, an indent or a bullet starts a new paragraph; a paragraph runs on across a column or
+  page break unless the text before the break ended a sentence. A word hyphenated at a line end is joined.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from .layout import Block, assemble, is_byline
+from .reader import Extracted, UnreadableDocument
+
+LINE_BREAK = "\r\n"  # PDFium's generated line break
+SOFT_HYPHEN = "\ufffe"  # PDFium's mark for a hyphen at a line break
+HEADING_SCALE = 1.15  # a heading is set at least this much larger than the body
+MAX_HEADING_WORDS = 14
+MAX_HEADING_CHARS = 120
+MARGIN_BAND = 0.09  # share of the page height at top and bottom where running headers and footers sit
+REPEATED_SHARE = 0.3  # furniture repeats on at least this share of the pages (and on two pages at least)
+PARAGRAPH_GAP = 0.6  # a vertical gap above this many line heights starts a paragraph
+SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table columns, not a heading
+BOLD_WEIGHT = 600
+_SENTENCE_END = tuple(".!?:;,\"”’")
+_BULLETS = "•▪◦‣–-*"
+_PAGE_NUMBER = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*[#ivxlc]+)?$")
+_NUMBER_ONLY = re.compile(r"^[\d\s.,:()\-–/]{1,8}$")
+_ROMAN = re.compile(r"\b[ivxlc]{1,6}\b")
+
+
+@dataclass
+class Line:
+    page: int
+    text: str
+    hyphenated: bool  # ends with a word broken by a hyphen
+    size: float
+    bold: bool
+    top: float
+    bottom: float
+    left: float
+    right: float
+    heading: str | None = None  # the section title this line starts (or continues), when it is a heading
+
+    @property
+    def height(self) -> float:
+        return max(self.top - self.bottom, 1.0)
+
+
+@dataclass
+class Group:
+    """Consecutive lines that make one block: a paragraph or a heading."""
+
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def heading(self) -> str | None:
+        return self.lines[0].heading
+
+
+def _clean(text: str) -> str:
+    """Drop control characters and unmapped glyphs; private-use bullets become a bullet."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xE000 <= code <= 0xF8FF:
+            out.append("•")
+        elif ch == "\t" or ch == "\xa0":
+            out.append(" ")
+        elif unicodedata.category(ch) not in ("Cc", "Cs", "Cn", "Co"):
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def _char_size(textpage, index: int) -> float:
+    matrix = pdfium_c.FS_MATRIX()
+    size = pdfium_c.FPDFText_GetFontSize(textpage, index)
+    if pdfium_c.FPDFText_GetMatrix(textpage, index, matrix):
+        size *= math.sqrt(abs(matrix.a * matrix.d - matrix.b * matrix.c)) or 1.0
+    return size
+
+
+def _page_lines(page_number: int, page) -> tuple[list[Line], float]:
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_range()
+        raw = textpage.raw
+        lines: list[Line] = []
+        offset = 0
+        aligned = len(text) == textpage.count_chars()  # char indices match string positions (no surrogates)
+        for piece in text.split(LINE_BREAK):
+            start, offset = offset, offset + len(piece) + len(LINE_BREAK)
+            hyphenated = piece.rstrip().endswith((SOFT_HYPHEN, "\x02"))
+            cleaned = _clean(piece)
+            if not cleaned:
+                continue
+            visible = [i for i, ch in enumerate(piece) if not ch.isspace() and ord(ch) >= 32]
+            samples = sorted({visible[0], visible[len(visible) // 2], visible[-1]}) if aligned else []
+            sizes = sorted(_char_size(raw, start + i) for i in samples) or [0.0]
+            boxes = [textpage.get_charbox(start + i, loose=True) for i in samples] or [(0.0, 0.0, 0.0, 0.0)]
+            bold = bool(samples) and all(pdfium_c.FPDFText_GetFontWeight(raw, start + i) >= BOLD_WEIGHT
+                                         for i in samples)
+            lines.append(Line(
+                page=page_number, text=cleaned.rstrip(SOFT_HYPHEN + "\x02"), hyphenated=hyphenated,
+                size=round(sizes[len(sizes) // 2], 1), bold=bold,
+                top=max(b[3] for b in boxes), bottom=min(b[1] for b in boxes),
+                left=boxes[0][0], right=boxes[-1][2],
+            ))
+        return lines, page.get_height()
+    finally:
+        textpage.close()
+
+
+def _furniture_key(text: str) -> str:
+    masked = _ROMAN.sub("#", re.sub(r"\d+", "#", text.lower()))
+    return " ".join(masked.split())
+
+
+def remove_furniture(pages: list[tuple[list[Line], float]]) -> list[list[Line]]:
+    """Drop running headers and footers (repeated in the margin bands) and bare page or line numbers."""
+
+    def in_band(line: Line, height: float) -> bool:
+        return line.bottom >= height * (1 - MARGIN_BAND) or line.top <= height * MARGIN_BAND
+
+    seen: Counter[str] = Counter()
+    for lines, height in pages:
+        seen.update({_furniture_key(ln.text) for ln in lines if in_band(ln, height)})
+    repeated = max(2, math.ceil(REPEATED_SHARE * len(pages)))
+    kept = []
+    for lines, height in pages:
+        kept.append([
+            ln for ln in lines
+            if not _NUMBER_ONLY.match(ln.text)
+            and not (in_band(ln, height) and (seen[_furniture_key(ln.text)] >= repeated
+                                               or _PAGE_NUMBER.match(_furniture_key(ln.text))))
+        ])
+    return kept
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _looks_like_heading(text: str) -> bool:
+    letters = sum(ch.isalpha() for ch in text)
+    return (
+        len(text) <= MAX_HEADING_CHARS
+        and len(text.split()) <= MAX_HEADING_WORDS
+        and not text.endswith(_SENTENCE_END)
+        and letters >= 3
+        and letters >= len(text.replace(" ", "")) / 2
+    )
+
+
+def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]]) -> bool:
+    """Mark the line each bookmark points at as a heading titled by the bookmark; False without an outline."""
+    marked = False
+    for bookmark in document.get_toc():
+        title = _clean(bookmark.get_title() or "")
+        dest = bookmark.get_dest()
+        index = dest.get_index() if dest is not None else None
+        if not title or index is None or not 0 <= index < len(pages):
+            continue
+        wanted = set(_words(title))
+        view = dest.get_view()[1] if dest is not None else []
+        x, y = (view[0], view[1]) if len(view) >= 2 else (None, None)
+
+        def score(line: Line) -> tuple[float, float]:
+            overlap = len(wanted & set(_words(line.text))) / max(len(wanted), 1)
+            distance = 0.0 if y is None else abs(line.top - y) + (0 if x is None else abs(line.left - x) / 4)
+            return overlap, -distance
+
+        candidates = [ln for ln in pages[index] if ln.heading is None and _looks_like_heading(ln.text)]
+        if y is not None:
+            candidates = [ln for ln in candidates if y - 6 * ln.height <= ln.top <= y + 2 * ln.height]
+        best = max(candidates, key=score, default=None)
+        if best is not None and score(best)[0] >= 0.5:
+            best.heading = title
+            marked = True
+    return marked
+
+
+def body_size(pages: list[list[Line]]) -> float:
+    sizes: Counter[float] = Counter()
+    for lines in pages:
+        for ln in lines:
+            sizes[ln.size] += len(ln.text)
+    return sizes.most_common(1)[0][0] if sizes else 0.0
+
+
+def _gap(above: Line, below: Line) -> float | None:
+    """Vertical gap from `above` down to `below` in line heights; None when `below` is not below it."""
+    if above.page != below.page or below.top > above.bottom + below.height * 0.5:
+        return None
+    return (above.bottom - below.top) / max(below.height, 1.0)
+
+
+def _text_lefts(lines: list[Line], body: float) -> list[float]:
+    """The left edges body text is set from (one per column): where at least a tenth as many lines start as at the
+    most common edge."""
+    lefts = Counter(round(ln.left) for ln in lines if abs(ln.size - body) <= 0.5 and not ln.bold)
+    top = max(lefts.values(), default=0)
+    return [float(x) for x, n in lefts.items() if n >= top / 10]
+
+
+def _heading_runs(flat: list[Line], body: float) -> list[list[int]]:
+    """Runs of consecutive heading-like lines of one size and weight (a heading set on several lines)."""
+    runs: list[list[int]] = []
+    for i, ln in enumerate(flat):
+        larger = ln.size >= body * HEADING_SCALE
+        spread = (ln.right - ln.left) > SPREAD * ln.size * len(ln.text)
+        if spread or not (_looks_like_heading(ln.text) and (larger or (ln.bold and abs(ln.size - body) <= 0.5))):
+            continue
+        prev = flat[runs[-1][-1]] if runs and runs[-1][-1] == i - 1 else None
+        if (prev is not None and abs(prev.size - ln.size) < 0.3 and prev.bold == ln.bold
+                and (_gap(prev, ln) or PARAGRAPH_GAP) < PARAGRAPH_GAP):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def mark_type_headings(pages: list[list[Line]]) -> None:
+    """Headings by type: short lines clearly larger than the body, or bold at body size standing alone at a text
+    edge; either way followed, below it, by body text (a chart label or table cell is followed by another label)."""
+    body = body_size(pages)
+    flat = [ln for lines in pages for ln in lines]
+    lefts = _text_lefts(flat, body)
+    for run in _heading_runs(flat, body):
+        first, last = flat[run[0]], flat[run[-1]]
+        following = flat[run[-1] + 1] if run[-1] + 1 < len(flat) else None
+        if following is None or abs(following.size - body) > 0.5:
+            continue
+        if following.page == last.page and _gap(last, following) is None:
+            continue  # the next text is above it: a label floating in a figure
+        if first.size < body * HEADING_SCALE:  # bold at body size: must stand alone at a text edge
+            before = _gap(flat[run[0] - 1], first) if run[0] else None
+            after = _gap(last, following)
+            alone = (before is None or before > PARAGRAPH_GAP) and (after is None or after > PARAGRAPH_GAP)
+            if not alone or not any(abs(first.left - x) <= 2 for x in lefts):
+                continue
+        first.heading = " ".join(flat[i].text for i in run)
+        for i in run[1:]:
+            flat[i].heading = ""  # continuation of the heading above
+
+
+def mark_title(pages: list[list[Line]]) -> None:
+    """The first line of the first page, when it is set largest on that page and larger than the body, is the
+    title (with the lines of its size that follow it closely)."""
+    first_page = pages[0] if pages else []
+    if not first_page or first_page[0].heading is not None:
+        return
+    body = body_size(pages)
+    run = _heading_runs(first_page, body)[:1]
+    if run and run[0][0] == 0 and first_page[0].size >= max(ln.size for ln in first_page) and \
+            first_page[0].size >= body * HEADING_SCALE:
+        first_page[0].heading = " ".join(first_page[i].text for i in run[0])
+        for i in run[0][1:]:
+            first_page[i].heading = ""
+
+
+def _starts_paragraph(prev: Line, line: Line, block_right: float) -> bool:
+    ended = prev.text.endswith(_SENTENCE_END[:4] + ("”", "\"", ")"))
+    gap = _gap(prev, line)
+    if gap is None:  # a new column or page: the paragraph runs on unless a sentence ended there
+        return ended
+    if gap > PARAGRAPH_GAP or line.text[0] in _BULLETS:
+        return True
+    indented = line.left > prev.left + line.height
+    short = prev.right < block_right - 3 * line.height
+    return ended and (indented or short)
+
+
+def group_lines(pages: list[list[Line]]) -> list[Group]:
+    groups: list[Group] = []
+    block_right = 0.0
+    for line in (ln for lines in pages for ln in lines):
+        current = groups[-1] if groups else None
+        if line.heading == "" and current is not None and current.heading:
+            current.lines.append(line)
+            continue
+        if (current is None or line.heading is not None or current.heading is not None
+                or _starts_paragraph(current.lines[-1], line, block_right)):
+            groups.append(Group([line]))
+            block_right = line.right
+        else:
+            current.lines.append(line)
+            block_right = max(block_right, line.right)
+    return groups
+
+
+def assemble_text(groups: list[Group], page_count: int) -> tuple[str, list[Block], tuple[int, ...]]:
+    """The document text (blocks separated by a blank line), its blocks and where each page starts."""
+    parts: list[str] = []
+    blocks: list[Block] = []
+    page_starts: list[int | None] = [None] * page_count
+    length = 0
+    for n, group in enumerate(groups):
+        if n:
+            parts.append("\n\n")
+            length += 2
+        start = length
+        for i, line in enumerate(group.lines):
+            if i and not group.lines[i - 1].hyphenated:
+                parts.append(" ")
+                length += 1
+            if page_starts[line.page] is None:
+                page_starts[line.page] = length
+            parts.append(line.text)
+            length += len(line.text)
+        if group.heading is not None:
+            blocks.append(Block("heading", start, length, group.heading))
+        else:
+            blocks.append(Block("paragraph", start, length))
+    following = length
+    for page in reversed(range(page_count)):  # a page without text starts where the next text does
+        if page_starts[page] is None:
+            page_starts[page] = following
+        following = page_starts[page]  # type: ignore[assignment]
+    return "".join(parts), blocks, tuple(page_starts)  # type: ignore[arg-type]
+
+
+def _title_and_byline(blocks: list[Block], groups: list[Group], text: str) -> list[Block]:
+    """The first block is the title when it is a heading set largest on the first page; a `By ...` line follows."""
+    if not blocks or blocks[0].kind != "heading" or groups[0].lines[0].page != 0:
+        return blocks
+    first_page = [g.lines[0].size for g in groups if g.lines[0].page == 0]
+    if groups[0].lines[0].size < max(first_page):
+        return blocks
+    blocks = [Block("title", blocks[0].start, blocks[0].end, blocks[0].text), *blocks[1:]]
+    if len(blocks) > 1 and blocks[1].kind == "paragraph" and is_byline(text[blocks[1].start:blocks[1].end]):
+        blocks[1] = Block("byline", blocks[1].start, blocks[1].end, text[blocks[1].start:blocks[1].end])
+    return blocks
+
+
+def _open(raw: bytes) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(raw)
+    except pdfium.PdfiumError as exc:
+        message = str(exc).lower()
+        if "password" in message:
+            raise UnreadableDocument("encrypted PDF (a password is needed to open it)") from exc
+        raise UnreadableDocument(f"not a readable PDF (truncated or damaged: {exc})") from exc
+
+
+def read(raw: bytes) -> Extracted:
+    document = _open(raw)
+    try:
+        try:
+            raw_pages = [_page_lines(n, document[n]) for n in range(len(document))]
+        except pdfium.PdfiumError as exc:
+            raise UnreadableDocument(f"not a readable PDF (a page is damaged: {exc})") from exc
+        if not any(lines for lines, _ in raw_pages):
+            raise UnreadableDocument("no text layer; OCR is not supported")
+        pages = remove_furniture(raw_pages)
+        if not mark_outline_headings(document, pages):
+            mark_type_headings(pages)
+        mark_title(pages)
+        groups = group_lines(pages)
+        text, blocks, page_starts = assemble_text(groups, len(pages))
+        return Extracted(text, assemble(_title_and_byline(blocks, groups, text)), page_starts)
+    finally:
+        document.close()
+
