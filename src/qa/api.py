@@ -107,7 +107,8 @@ def document(doc_id: str):
     if doc is None:
         raise ApiError(404, "not_found", f"no document {doc_id!r}")
     return jsonify({"id": doc.id, "title": doc.title, "byline": doc.byline, "text": doc.text,
-                    "sections": [{"title": s.title, "start": s.start, "end": s.end} for s in doc.sections]})
+                    "sections": [{"title": s.title, "start": s.start, "end": s.end} for s in doc.sections],
+                    "pages": list(doc.pages) or None})
 
 
 @bp.get("/health")

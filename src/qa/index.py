@@ -103,6 +103,7 @@ def document_record(doc: Document) -> dict:
         "text": doc.text,
         "sections": [[s.title, s.start, s.end] for s in doc.sections],
         "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
+        "pages": list(doc.pages),
     }
 
 
@@ -111,6 +112,7 @@ def document_from_record(r: dict) -> Document:
         id=r["id"], path=r["path"], sha256=r["sha256"], title=r["title"], byline=r["byline"], text=r["text"],
         sections=tuple(Section(*s) for s in r["sections"]),
         paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
+        pages=tuple(r.get("pages", ())),
     )
 
 
@@ -296,7 +298,7 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     files = corpus_files(corpus)
     documents = read_corpus(corpus)
     if not documents:
-        raise CorpusError(f"no readable .txt or .md documents in {corpus}")
+        raise CorpusError(f"no readable documents in {corpus}")
     skipped = sorted(set(files) - {d.id for d in documents})
     previous = _reusable(index_dir, embedder, params)
     old_docs = previous.documents if previous else {}

@@ -62,6 +62,10 @@ _SCHEMAS = {
             "document": {"type": "string"}, "document_title": {"type": "string"},
             "section": {"type": "string"}, "chunk": {"type": "integer", "minimum": 0},
             "paragraph": {"type": "integer", "minimum": 1},
+            "page": {"type": "integer", "minimum": 1, "nullable": True,
+                     "description": "The page the passage starts on (PDF); null for an unpaged document."},
+            "page_end": {"type": "integer", "minimum": 2, "nullable": True,
+                         "description": "The page the passage ends on when it runs onto a later page; else null."},
             "start": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0},
             "text": {"type": "string"},
             "highlights": {"type": "array", "items": _ref("Span")}}},
@@ -84,7 +88,10 @@ _SCHEMAS = {
     "Document": {"type": "object", "required": ["id", "title", "text", "sections"], "properties": {
         "id": {"type": "string"}, "title": {"type": "string"}, "byline": {"type": "string", "nullable": True},
         "text": {"type": "string"},
-        "sections": {"type": "array", "items": _ref("Section")}}},
+        "sections": {"type": "array", "items": _ref("Section")},
+        "pages": {"type": "array", "items": {"type": "integer", "minimum": 0}, "nullable": True,
+                  "description": "Where each page starts in `text` (character offsets, page 1 first), for a "
+                                 "paged document (PDF); null otherwise."}}},
 }
 
 _INFO = {"title": "qa: question answering over documents", "version": __version__,

@@ -8,6 +8,7 @@ truncated, broken, or a scan without a text layer) raises `UnreadableDocument` w
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Callable
 
@@ -73,3 +74,15 @@ def join_blocks(items: list[tuple[BlockKind, str]]) -> Extracted:
         parts.append(text)
         length += len(text)
     return Extracted("".join(parts), assemble(blocks))
+
+
+def page_span(pages: tuple[int, ...], start: int, end: int) -> tuple[int | None, int | None]:
+    """The 1-based page a passage `start:end` starts on, and the page it ends on when that is a later one.
+
+    (None, None) for an unpaged document; the second value is None when the passage stays on one page.
+    """
+    if not pages:
+        return None, None
+    first = max(1, bisect_right(pages, start))
+    last = max(first, bisect_right(pages, max(start, end - 1)))
+    return first, (last if last > first else None)
