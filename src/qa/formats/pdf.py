@@ -35,12 +35,13 @@ MAX_HEADING_CHARS = 120
 MARGIN_BAND = 0.09  # share of the page height at top and bottom where running headers and footers sit
 REPEATED_SHARE = 0.3  # furniture repeats on at least this share of the pages (and on two pages at least)
 PARAGRAPH_GAP = 0.6  # a vertical gap above this many line heights starts a paragraph
-SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table columns, not a heading
+SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table cells: not a heading
 BOLD_WEIGHT = 600
 _SENTENCE_END = tuple(".!?:;,\"”’")
 _BULLETS = "•▪◦‣–-*"
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*[#ivxlc]+)?$")
 _NUMBER_ONLY = re.compile(r"^[\d\s.,:()\-–/]{1,8}$")
+_NUMBERED = re.compile(r"^(\d+(\.\d+)*|[IVXLC]+\.|[A-Z]\.)\s")  # a section number, often set off by a tab
 _ROMAN = re.compile(r"\b[ivxlc]{1,6}\b")
 
 
@@ -223,7 +224,7 @@ def _heading_runs(flat: list[Line], body: float) -> list[list[int]]:
     runs: list[list[int]] = []
     for i, ln in enumerate(flat):
         larger = ln.size >= body * HEADING_SCALE
-        spread = (ln.right - ln.left) > SPREAD * ln.size * len(ln.text)
+        spread = (ln.right - ln.left) > SPREAD * ln.size * len(ln.text) and not _NUMBERED.match(ln.text)
         if spread or not (_looks_like_heading(ln.text) and (larger or (ln.bold and abs(ln.size - body) <= 0.5))):
             continue
         prev = flat[runs[-1][-1]] if runs and runs[-1][-1] == i - 1 else None
@@ -304,6 +305,14 @@ def group_lines(pages: list[list[Line]]) -> list[Group]:
     return groups
 
 
+def _joint(previous: Line, line: Line) -> str:
+    """What joins two lines of a paragraph: a space; nothing after a word hyphenated at the line end ("co-" +
+    "operation"); the hyphen itself before a capital or digit ("Russian-" + "Iranian")."""
+    if not previous.hyphenated:
+        return " "
+    return "-" if line.text[:1].isupper() or line.text[:1].isdigit() else ""
+
+
 def assemble_text(groups: list[Group], page_count: int) -> tuple[str, list[Block], tuple[int, ...]]:
     """The document text (blocks separated by a blank line), its blocks and where each page starts."""
     parts: list[str] = []
@@ -316,9 +325,10 @@ def assemble_text(groups: list[Group], page_count: int) -> tuple[str, list[Block
             length += 2
         start = length
         for i, line in enumerate(group.lines):
-            if i and not group.lines[i - 1].hyphenated:
-                parts.append(" ")
-                length += 1
+            if i:
+                joint = _joint(group.lines[i - 1], line)
+                parts.append(joint)
+                length += len(joint)
             if page_starts[line.page] is None:
                 page_starts[line.page] = length
             parts.append(line.text)
@@ -355,7 +365,7 @@ def _open(raw: bytes) -> pdfium.PdfDocument:
         message = str(exc).lower()
         if "password" in message:
             raise UnreadableDocument("encrypted PDF (a password is needed to open it)") from exc
-        raise UnreadableDocument(f"not a readable PDF (truncated or damaged: {exc})") from exc
+        raise UnreadableDocument(f"damaged or truncated PDF ({exc})") from exc
 
 
 def read(raw: bytes) -> Extracted:
@@ -364,7 +374,7 @@ def read(raw: bytes) -> Extracted:
         try:
             raw_pages = [_page_lines(n, document[n]) for n in range(len(document))]
         except pdfium.PdfiumError as exc:
-            raise UnreadableDocument(f"not a readable PDF (a page is damaged: {exc})") from exc
+            raise UnreadableDocument(f"damaged PDF page ({exc})") from exc
         if not any(lines for lines, _ in raw_pages):
             raise UnreadableDocument("no text layer; OCR is not supported")
         pages = remove_furniture(raw_pages)

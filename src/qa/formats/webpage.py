@@ -1,7 +1,9 @@
 """Web pages (`.html`, `.htm`): the main text only, read by trafilatura, with h1–h6 headings kept as sections.
 
-trafilatura leaves out navigation, cookie banners, asides and footers. When it finds no main text, the page's
-`<main>` (or else `<article>`) element is read instead. The first `<h1>` before any text is the title; list items
+trafilatura leaves out navigation, cookie banners, asides and footers. When it finds no main text (nothing, or
+headings only: it drops a list of links as navigation), the page's `<main>` (or else `<article>`) element is read
+instead. trafilatura's minimum sizes are lowered so that a short page is read by its main-text extraction rather
+than by its baseline, which would keep the navigation. The first `<h1>` before any text is the title; list items
 are paragraphs of their own; a table is one paragraph with a line per row, cells separated by ` | `.
 """
 
@@ -10,12 +12,16 @@ from __future__ import annotations
 import lxml.etree
 import lxml.html
 import trafilatura
+from trafilatura.settings import use_config
 
 from .layout import BlockKind
 from .reader import Extracted, UnreadableDocument, join_blocks
 
 _HEADINGS = {f"h{n}" for n in range(1, 7)}
 _FALLBACK_BLOCKS = _HEADINGS | {"p", "li", "tr", "blockquote", "pre", "dd", "dt"}
+_CONFIG = use_config()
+_CONFIG.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
+_CONFIG.set("DEFAULT", "MIN_OUTPUT_SIZE", "1")
 
 
 def _text(element) -> str:
@@ -35,7 +41,8 @@ def _heading_kind(level_name: str, items: list[tuple[BlockKind, str]]) -> BlockK
 
 
 def _from_trafilatura(raw: bytes) -> list[tuple[BlockKind, str]]:
-    xml = trafilatura.extract(raw, output_format="xml", include_tables=True, include_comments=False)
+    xml = trafilatura.extract(raw, output_format="xml", include_tables=True, include_comments=False,
+                              config=_CONFIG)
     if not xml:
         return []
     main = lxml.etree.fromstring(xml.encode("utf-8")).find("main")
@@ -73,7 +80,9 @@ def _from_main_element(raw: bytes) -> list[tuple[BlockKind, str]]:
 
 def read(raw: bytes) -> Extracted:
     try:
-        items = _from_trafilatura(raw) or _from_main_element(raw)
+        items = _from_trafilatura(raw)
+        if not any(kind == "paragraph" for kind, _ in items):
+            items = _from_main_element(raw)
     except (lxml.etree.LxmlError, ValueError) as exc:
         raise UnreadableDocument(f"not a readable web page ({exc})") from exc
     extracted = join_blocks(items)
