@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -42,6 +41,9 @@ _BULLETS = "•▪◦‣–-*"
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*[#ivxlc]+)?$")
 _NUMBER_ONLY = re.compile(r"^[\d\s.,:()\-–/]{1,8}$")
 _NUMBERED = re.compile(r"^(\d+(\.\d+)*|[IVXLC]+\.|[A-Z]\.)\s")  # a section number, often set off by a tab
+_UNMAPPED = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")  # control characters
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")  # symbol-font glyphs, mostly bullets
+_VISIBLE = re.compile(r"[^\s\x00-\x1f]")
 _ROMAN = re.compile(r"\b[ivxlc]{1,6}\b")
 
 
@@ -75,17 +77,8 @@ class Group:
 
 
 def _clean(text: str) -> str:
-    """Drop control characters and unmapped glyphs; private-use bullets become a bullet."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xE000 <= code <= 0xF8FF:
-            out.append("•")
-        elif ch == "\t" or ch == "\xa0":
-            out.append(" ")
-        elif unicodedata.category(ch) not in ("Cc", "Cs", "Cn", "Co"):
-            out.append(ch)
-    return " ".join("".join(out).split())
+    """Drop control characters and unmapped glyphs; private-use bullets become a bullet; whitespace collapsed."""
+    return " ".join(_PRIVATE_USE.sub("•", _UNMAPPED.sub("", text)).split())
 
 
 def _char_size(textpage, index: int) -> float:
@@ -110,8 +103,11 @@ def _page_lines(page_number: int, page) -> tuple[list[Line], float]:
             cleaned = _clean(piece)
             if not cleaned:
                 continue
-            visible = [i for i, ch in enumerate(piece) if not ch.isspace() and ord(ch) >= 32]
-            samples = sorted({visible[0], visible[len(visible) // 2], visible[-1]}) if aligned else []
+            first = _VISIBLE.search(piece)
+            last = len(piece.rstrip()) - 1
+            middle = (first.start() + last) // 2 if first else 0
+            middle -= piece[middle].isspace()  # a word's last letter rather than the space after it
+            samples = sorted({first.start(), middle, last}) if aligned and first else []
             sizes = sorted(_char_size(raw, start + i) for i in samples) or [0.0]
             boxes = [textpage.get_charbox(start + i, loose=True) for i in samples] or [(0.0, 0.0, 0.0, 0.0)]
             bold = bool(samples) and all(pdfium_c.FPDFText_GetFontWeight(raw, start + i) >= BOLD_WEIGHT
@@ -158,14 +154,10 @@ def _words(text: str) -> list[str]:
 
 
 def _looks_like_heading(text: str) -> bool:
+    if len(text) > MAX_HEADING_CHARS or text.endswith(_SENTENCE_END) or len(text.split()) > MAX_HEADING_WORDS:
+        return False
     letters = sum(ch.isalpha() for ch in text)
-    return (
-        len(text) <= MAX_HEADING_CHARS
-        and len(text.split()) <= MAX_HEADING_WORDS
-        and not text.endswith(_SENTENCE_END)
-        and letters >= 3
-        and letters >= len(text.replace(" ", "")) / 2
-    )
+    return letters >= 3 and letters >= len(text.replace(" ", "")) / 2
 
 
 def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]]) -> bool:
