@@ -1,10 +1,14 @@
-"""Web pages (`.html`, `.htm`): the main text only, read by trafilatura, with h1–h6 headings kept as sections.
+"""Web pages (`.html`, `.htm`): the main text only, with h1–h6 headings kept as sections.
 
-trafilatura leaves out navigation, cookie banners, asides and footers. When it finds no main text (nothing, or
-headings only: it drops a list of links as navigation), the page's `<main>` (or else `<article>`) element is read
-instead. trafilatura's minimum sizes are lowered so that a short page is read by its main-text extraction rather
-than by its baseline, which would keep the navigation. The first `<h1>` before any text is the title; list items
-are paragraphs of their own; a table is one paragraph with a line per row, cells separated by ` | `.
+trafilatura decides what the main text is: it leaves out navigation, cookie banners, asides and footers. It does not
+always keep the headings, so the structure comes from the page itself: its block elements (headings, paragraphs,
+list items, table rows, quotations) are read in document order, a block is kept when trafilatura kept its text, and
+a heading is kept when the first block after it is. When trafilatura keeps nothing (or only headings: it drops a
+list of links as navigation), the page's `<main>` (or else `<article>`) element is read whole instead.
+
+The first `<h1>` before any text is the title; list items are paragraphs of their own; a table row is a paragraph
+whose cells are separated by ` | `. trafilatura's minimum sizes are lowered so that a short page is read by its
+main-text extraction rather than by its baseline, which would keep the navigation.
 """
 
 from __future__ import annotations
@@ -18,74 +22,84 @@ from .layout import BlockKind
 from .reader import Extracted, UnreadableDocument, join_blocks
 
 _HEADINGS = {f"h{n}" for n in range(1, 7)}
-_FALLBACK_BLOCKS = _HEADINGS | {"p", "li", "tr", "blockquote", "pre", "dd", "dt"}
+_BLOCKS = _HEADINGS | {"p", "li", "tr", "blockquote", "pre", "dd", "dt", "figcaption"}
 _CONFIG = use_config()
 _CONFIG.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
 _CONFIG.set("DEFAULT", "MIN_OUTPUT_SIZE", "1")
+
+Blocks = list[tuple[str, str]]  # (tag, text) in document order
 
 
 def _text(element) -> str:
     return " ".join("".join(element.itertext()).split())
 
 
-def _table(element, row_tag: str, cell_tags: tuple[str, ...]) -> str:
-    rows = []
-    for row in element.iter(row_tag):
-        cells = [_text(cell) for cell in row if cell.tag in cell_tags]
-        rows.append(" | ".join(cell for cell in cells if cell))
-    return "\n".join(rows)
-
-
-def _heading_kind(level_name: str, items: list[tuple[BlockKind, str]]) -> BlockKind:
-    return "title" if level_name == "h1" and not items else "heading"
-
-
-def _from_trafilatura(raw: bytes) -> list[tuple[BlockKind, str]]:
-    xml = trafilatura.extract(raw, output_format="xml", include_tables=True, include_comments=False,
-                              config=_CONFIG)
-    if not xml:
-        return []
-    main = lxml.etree.fromstring(xml.encode("utf-8")).find("main")
-    items: list[tuple[BlockKind, str]] = []
-    for element in (main if main is not None else []):
-        if element.tag == "head":
-            items.append((_heading_kind(element.get("rend", "h2"), items), _text(element)))
-        elif element.tag == "list":
-            items.extend(("paragraph", _text(item)) for item in element.iter("item"))
-        elif element.tag == "table":
-            items.append(("paragraph", _table(element, "row", ("cell",))))
-        else:
-            items.append(("paragraph", _text(element)))
-    return items
-
-
-def _from_main_element(raw: bytes) -> list[tuple[BlockKind, str]]:
-    """The blocks of the page's `<main>` or `<article>` element, outermost block elements only."""
-    root = lxml.html.fromstring(raw)
-    container = next(iter(root.xpath("//main") or root.xpath("//article")), None)
-    if container is None:
-        return []
-    items: list[tuple[BlockKind, str]] = []
-    for element in container.iter(*_FALLBACK_BLOCKS):
-        if any(ancestor.tag in _FALLBACK_BLOCKS for ancestor in element.iterancestors()):
+def page_blocks(container) -> Blocks:
+    """The outermost block elements under `container`, in document order (a table row's cells joined by ` | `)."""
+    blocks: Blocks = []
+    for element in container.iter(*_BLOCKS):
+        if any(ancestor.tag in _BLOCKS for ancestor in element.iterancestors()):
             continue
-        if element.tag in _HEADINGS:
-            items.append((_heading_kind(element.tag, items), _text(element)))
-        elif element.tag == "tr":
-            items.append(("paragraph", " | ".join(_text(c) for c in element if c.tag in ("td", "th"))))
+        if element.tag == "tr":
+            text = " | ".join(cell for cell in (_text(c) for c in element if c.tag in ("td", "th")) if cell)
         else:
-            items.append(("paragraph", _text(element)))
+            text = _text(element)
+        if text:
+            blocks.append((element.tag, text))
+    return blocks
+
+
+def main_text(raw: bytes) -> str:
+    """trafilatura's main text of the page, whitespace collapsed (empty when it finds none)."""
+    extracted = trafilatura.extract(raw, output_format="txt", include_tables=True, include_comments=False,
+                                    config=_CONFIG)
+    return " ".join((extracted or "").split())
+
+
+def kept_blocks(blocks: Blocks, main: str) -> Blocks:
+    """The blocks whose text is in `main`, with each heading whose next block is kept, and the page's first `<h1>`
+    when it comes before all of them (a title, even when trafilatura left out the byline under it)."""
+    def in_main(tag: str, text: str) -> bool:
+        return all(part in main for part in text.split(" | ")) if tag == "tr" else text in main
+
+    kept: Blocks = []
+    pending: Blocks = []  # headings waiting for the block after them
+    title: tuple[str, str] | None = None
+    for tag, text in blocks:
+        if tag in _HEADINGS:
+            pending.append((tag, text))
+            if tag == "h1" and title is None and not kept:
+                title = (tag, text)
+        elif in_main(tag, text):
+            kept.extend(pending)
+            kept.append((tag, text))
+            pending = []
+        else:
+            pending = []
+    return [title, *kept] if title is not None and kept and kept[0] != title else kept
+
+
+def _items(blocks: Blocks) -> list[tuple[BlockKind, str]]:
+    items: list[tuple[BlockKind, str]] = []
+    for tag, text in blocks:
+        if tag in _HEADINGS:
+            items.append(("title" if tag == "h1" and not items else "heading", text))
+        else:
+            items.append(("paragraph", text))
     return items
 
 
 def read(raw: bytes) -> Extracted:
     try:
-        items = _from_trafilatura(raw)
-        if not any(kind == "paragraph" for kind, _ in items):
-            items = _from_main_element(raw)
+        root = lxml.html.fromstring(raw)
+        main = main_text(raw)
+        blocks = kept_blocks(page_blocks(root), main) if main else []
+        if all(tag in _HEADINGS for tag, _ in blocks):
+            container = next(iter(root.xpath("//main") or root.xpath("//article")), None)
+            blocks = page_blocks(container) if container is not None else []
     except (lxml.etree.LxmlError, ValueError) as exc:
         raise UnreadableDocument(f"not a readable web page ({exc})") from exc
-    extracted = join_blocks(items)
+    extracted = join_blocks(_items(blocks))
     if not extracted.text:
         raise UnreadableDocument("no main text found in the web page")
     return extracted
