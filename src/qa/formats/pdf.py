@@ -200,7 +200,7 @@ def _gap(above: Line, below: Line) -> float | None:
     """Vertical gap from `above` down to `below` in line heights; None when `below` is not below it."""
     if above.page != below.page or below.top > above.bottom + below.height * 0.5:
         return None
-    return (above.bottom - below.top) / max(below.height, 1.0)
+    return (above.bottom - below.top) / max(min(above.height, below.height), 1.0)
 
 
 def _text_lefts(lines: list[Line], body: float) -> list[float]:
@@ -267,16 +267,25 @@ def mark_title(pages: list[list[Line]]) -> None:
             first_page[i].heading = ""
 
 
+def _left_room(prev: Line, line: Line, block_right: float) -> bool:
+    """Whether `line`'s first word would clearly have fitted at the end of `prev`: then `prev` ended its paragraph.
+
+    Widths are estimated from `prev`'s average character width, with two characters to spare: a paragraph wrongly
+    run on is a smaller loss than one wrongly split, and spacing or an indent mark most paragraph breaks anyway.
+    """
+    char_width = (prev.right - prev.left) / max(len(prev.text), 1)
+    first_word = line.text.split(" ", 1)[0]
+    return prev.right + char_width * (len(first_word) + 3) <= block_right
+
+
 def _starts_paragraph(prev: Line, line: Line, block_right: float) -> bool:
     ended = prev.text.endswith(_SENTENCE_END[:4] + ("”", "\"", ")"))
     gap = _gap(prev, line)
-    if gap is None:  # a new column or page: the paragraph runs on unless a sentence ended there
-        return ended
-    if gap > PARAGRAPH_GAP or line.text[0] in _BULLETS:
+    if gap is not None and (gap > PARAGRAPH_GAP or line.text[0] in _BULLETS):
         return True
-    indented = line.left > prev.left + line.height
-    short = prev.right < block_right - 3 * line.height
-    return ended and (indented or short)
+    indented = gap is not None and line.left > prev.left + line.height
+    # Across a column or page break too, a paragraph runs on unless a sentence ended where the line had room.
+    return ended and (indented or _left_room(prev, line, block_right))
 
 
 def group_lines(pages: list[list[Line]]) -> list[Group]:
