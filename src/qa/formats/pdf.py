@@ -163,6 +163,7 @@ def _looks_like_heading(text: str) -> bool:
 def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]]) -> bool:
     """Mark the line each bookmark points at as a heading titled by the bookmark; False without an outline."""
     marked = False
+    heading_like: dict[int, list[Line]] = {}  # page -> its lines that could be headings
     for bookmark in document.get_toc():
         title = _clean(bookmark.get_title() or "")
         dest = bookmark.get_dest()
@@ -178,7 +179,9 @@ def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]])
             distance = 0.0 if y is None else abs(line.top - y) + (0 if x is None else abs(line.left - x) / 4)
             return overlap, -distance
 
-        candidates = [ln for ln in pages[index] if ln.heading is None and _looks_like_heading(ln.text)]
+        if index not in heading_like:
+            heading_like[index] = [ln for ln in pages[index] if _looks_like_heading(ln.text)]
+        candidates = [ln for ln in heading_like[index] if ln.heading is None]
         if y is not None:
             candidates = [ln for ln in candidates if y - 6 * ln.height <= ln.top <= y + 2 * ln.height]
         best = max(candidates, key=score, default=None)
