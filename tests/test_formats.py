@@ -23,7 +23,7 @@ from conftest import FakeEmbedder
 from qa.documents import read_corpus
 from qa.formats import READERS, UnreadableDocument
 from qa.formats.reader import page_span
-from qa.index import build, load
+from qa.index import build, load, stale_reasons
 from qa.search import Searcher
 
 FORMATS = Path(__file__).resolve().parent / "fixtures" / "formats"
@@ -227,7 +227,13 @@ def test_build_skips_bad_files_by_name_and_serves_the_rest(report, tmp_path, cap
     assert "scan.pdf: no text layer; OCR is not supported" in caplog.text
     assert "locked.pdf: encrypted PDF" in caplog.text
     assert "broken.docx: not a readable Word file" in caplog.text
-    assert list(load(tmp_path / "index").documents) == ["good"]
+    index = load(tmp_path / "index")
+    assert list(index.documents) == ["good"]
+    embedder = FakeEmbedder()
+    assert stale_reasons(index.manifest, corpus, embedder.model_id, embedder.model_version) == []  # still served
+    (corpus / "scan.pdf").write_bytes(make_report()[0])
+    assert stale_reasons(index.manifest, corpus, embedder.model_id, embedder.model_version) == [
+        "file changed: scan.pdf"]
 
 
 # ---------------------------------------------------------------- real PDFs
@@ -338,3 +344,67 @@ def test_every_format_in_one_corpus_slices_its_own_text(report, tmp_path):
         for paragraph in doc.paragraphs:
             assert doc.text[paragraph.start:paragraph.end] == doc.text[paragraph.start:paragraph.end].strip()
     assert json.dumps([d.pages for d in documents.values()])  # pages are plain integers
+
+
+# ---------------------------------------------------------------- pages in the API, the web page and the CLI
+
+
+@pytest.fixture
+def report_client(report, tmp_path):
+    from qa.app import create_app
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "report.pdf").write_bytes(report[0])
+    (corpus / "notes.txt").write_text("Notes\n\nA short note about rivers and their floods.\n", encoding="utf-8")
+    build(corpus, tmp_path / "index", FakeEmbedder())
+    app = create_app({"TESTING": True, "CORPUS": str(corpus), "INDEX": str(tmp_path / "index"),
+                      "EMBEDDER": FakeEmbedder()})
+    return app.test_client()
+
+
+def test_api_serves_page_starts_and_result_pages(report_client):
+    doc = report_client.get("/api/documents/report").get_json()
+    assert len(doc["pages"]) == 3 and doc["pages"][0] == 0
+    assert report_client.get("/api/documents/notes").get_json()["pages"] is None
+    results = report_client.get("/api/search", query_string={"q": "swap arrangements across the Caspian",
+                                                              "k": 10}).get_json()["results"]
+    oil = next(r for r in results if r["section"] == "Oil Trade")
+    assert (oil["page"], oil["page_end"]) == (3, None)
+    assert {(r["page"], r["page_end"]) for r in results if r["section"] == "Arms Sales" and r["paragraph"] == 2} \
+        >= {(2, None), (2, 3), (3, None)}  # the long paragraph's passages, one across the page break
+    note = report_client.get("/api/search", query_string={"q": "rivers", "document": "notes"}).get_json()
+    assert [(r["page"], r["page_end"]) for r in note["results"]] == [(None, None)]
+
+
+def test_web_page_cites_the_page_and_the_reader_numbers_pages_in_the_margin(report_client):
+    html = report_client.get("/", query_string={"q": "swap arrangements across the Caspian"}).get_data(as_text=True)
+    assert re.search(r"p\.&nbsp;3 · </span><span data-field=\"section\">Oil Trade</span> › ¶", html)
+    reader = report_client.get("/documents/report").get_data(as_text=True)
+    for n in (1, 2, 3):
+        assert f'id="page-{n}" title="Page {n} begins here">p.&nbsp;{n}</span>' in reader
+    # Page 3 begins inside the long paragraph (¶ 2 of Arms Sales), not at a paragraph of its own.
+    page_3 = reader.index('id="page-3"')
+    assert reader.rfind('title="Paragraph 2 of Arms Sales"', 0, page_3) > reader.rfind('class="paragraph"', 0, page_3)
+
+
+@pytest.mark.model
+def test_cli_cites_page_and_section_with_the_real_model(report, tmp_path, caplog):
+    from click.testing import CliRunner
+
+    from qa.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "report.pdf").write_bytes(report[0])
+    (corpus / "scan.pdf").write_bytes(image_only_pdf())
+    runner = CliRunner()
+    index = tmp_path / "index"
+    result = runner.invoke(main, ["build", "--corpus", str(corpus), "--index", str(index)])
+    assert result.exit_code == 0, result.output
+    assert "skipped scan: unreadable" in result.stderr
+    assert "scan.pdf: no text layer; OCR is not supported" in caplog.text
+    result = runner.invoke(main, ["search", "--corpus", str(corpus), "--index", str(index), "--k", "1",
+                                  "Do Russia and Iran trade oil, or compete?"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1. Russian Arms and Oil › p. 3 · Oil Trade › ¶ 1  (score")

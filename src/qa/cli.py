@@ -92,7 +92,7 @@ def run_build(corpus: str, index: str) -> None:
     except ImportError as exc:  # no export to reuse, and no model or torch to make one (a serving-only install)
         fail(f"cannot build: {exc}; build it once where the project is fully installed (`make install`)")
     for doc_id in report.skipped:
-        click.echo(f"skipped {doc_id}: not UTF-8 text", err=True)
+        click.echo(f"skipped {doc_id}: unreadable (the warning above says why)", err=True)
     click.echo(
         f"built {report.build_id}: {report.chunks} chunks in {report.seconds:.1f} s "
         f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "

@@ -162,7 +162,7 @@ def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_versi
         files = {path.relative_to(corpus).as_posix(): file_hash(path) for path in corpus_files(corpus).values()}
     except CorpusError as exc:
         return reasons + [str(exc)]
-    indexed = manifest["files"]
+    indexed = {**manifest.get("skipped", {}), **manifest["files"]}  # an unreadable file is known, not new
     for name in sorted(files.keys() - indexed.keys()):
         reasons.append(f"new file {name}")
     for name in sorted(indexed.keys() - files.keys()):
@@ -365,6 +365,8 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
             "dimension": int(vectors.shape[1]),
             "chunking": params,
             "files": {d.path: d.sha256 for d in documents},
+            "skipped": {path.relative_to(corpus).as_posix(): file_hash(path) for doc_id, path in files.items()
+                        if doc_id in skipped},
             "documents": len(documents),
             "chunks": len(chunks),
             "faiss": "hnsw" if len(chunks) > APPROXIMATE_ABOVE else "flat",
