@@ -90,33 +90,38 @@ def _char_size(textpage, index: int) -> float:
 
 
 def _page_lines(page_number: int, page) -> tuple[list[Line], float]:
+    """The page's text lines, each with its size and weight (of its first and middle characters) and its box
+    (the loose boxes of its first and last characters: one height for every line of a font and size)."""
     textpage = page.get_textpage()
     try:
         text = textpage.get_text_range()
         raw = textpage.raw
+        box = pdfium_c.FS_RECTF()
         lines: list[Line] = []
         offset = 0
         aligned = len(text) == textpage.count_chars()  # char indices match string positions (no surrogates)
         for piece in text.split(LINE_BREAK):
             start, offset = offset, offset + len(piece) + len(LINE_BREAK)
-            hyphenated = piece.rstrip().endswith((SOFT_HYPHEN, "\x02"))
             cleaned = _clean(piece)
-            if not cleaned:
-                continue
             first = _VISIBLE.search(piece)
-            last = len(piece.rstrip()) - 1
-            middle = (first.start() + last) // 2 if first else 0
-            middle -= piece[middle].isspace()  # a word's last letter rather than the space after it
-            samples = sorted({first.start(), middle, last}) if aligned and first else []
-            sizes = sorted(_char_size(raw, start + i) for i in samples) or [0.0]
-            boxes = [textpage.get_charbox(start + i, loose=True) for i in samples] or [(0.0, 0.0, 0.0, 0.0)]
-            bold = bool(samples) and all(pdfium_c.FPDFText_GetFontWeight(raw, start + i) >= BOLD_WEIGHT
-                                         for i in samples)
+            if not cleaned or not first:
+                continue
+            first_at, last_at = start + first.start(), start + len(piece.rstrip()) - 1
+            middle = (first.start() + len(piece.rstrip()) - 1) // 2
+            middle_at = start + middle - piece[middle].isspace()  # a word's last letter, not the space after it
+            if aligned:
+                size = max(_char_size(raw, first_at), _char_size(raw, middle_at))
+                bold = (pdfium_c.FPDFText_GetFontWeight(raw, first_at) >= BOLD_WEIGHT
+                        and pdfium_c.FPDFText_GetFontWeight(raw, middle_at) >= BOLD_WEIGHT)
+                pdfium_c.FPDFText_GetLooseCharBox(raw, first_at, box)
+                left, top, bottom = box.left, box.top, box.bottom
+                pdfium_c.FPDFText_GetLooseCharBox(raw, last_at, box)
+                right, top, bottom = box.right, max(top, box.top), min(bottom, box.bottom)
+            else:
+                size, bold, left, top, right, bottom = 0.0, False, 0.0, 0.0, 0.0, 0.0
             lines.append(Line(
-                page=page_number, text=cleaned.rstrip(SOFT_HYPHEN + "\x02"), hyphenated=hyphenated,
-                size=round(sizes[len(sizes) // 2], 1), bold=bold,
-                top=max(b[3] for b in boxes), bottom=min(b[1] for b in boxes),
-                left=boxes[0][0], right=boxes[-1][2],
+                page=page_number, text=cleaned, hyphenated=piece.rstrip().endswith((SOFT_HYPHEN, "\x02")),
+                size=round(size, 1), bold=bold, top=top, bottom=bottom, left=left, right=right,
             ))
         return lines, page.get_height()
     finally:
