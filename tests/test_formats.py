@@ -408,3 +408,51 @@ def test_cli_cites_page_and_section_with_the_real_model(report, tmp_path, caplog
                                   "Do Russia and Iran trade oil, or compete?"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("1. Russian Arms and Oil › p. 3 · Oil Trade › ¶ 1  (score")
+
+
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.model
+def test_browser_shows_the_page_in_the_citation_and_page_numbers_in_the_reader_margin(report, tmp_path):
+    """A real `qa serve` over the generated PDF, read in Chromium: the script-made result cites the page, and the
+    reader sets each page number in the right margin, level with the line where the page begins."""
+    import os
+    import subprocess
+    import sys
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from conftest import free_port, wait_for
+    from qa.cli import run_build
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "report.pdf").write_bytes(report[0])
+    run_build(str(corpus), str(tmp_path / "index"))
+    port = free_port()
+    env = {**os.environ, "QA_CORPUS": str(corpus), "QA_INDEX": str(tmp_path / "index")}
+    server = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", "--no-build"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/api/health")
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                 args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(base + "/")
+            page.get_by_role("searchbox").fill("Do Russia and Iran trade oil, or compete?")
+            page.keyboard.press("Enter")
+            first = page.locator(".result").first.locator("cite")
+            sync_api.expect(first).to_have_text("p.\u00a03 · Oil Trade › ¶\u00a01", timeout=15_000)
+            page.goto(base + "/documents/report")
+            number = page.locator("#page-3")
+            sync_api.expect(number).to_be_visible()
+            paragraph = page.locator(".paragraph", has=number)
+            number_box, paragraph_box = number.bounding_box(), paragraph.bounding_box()
+            assert number_box["x"] >= paragraph_box["x"] + paragraph_box["width"]  # in the margin, not the text
+            assert paragraph_box["y"] < number_box["y"] < paragraph_box["y"] + paragraph_box["height"]
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
