@@ -14,12 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FakeEmbedder
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.pdfencrypt import StandardEncryption
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas
 
-from conftest import FakeEmbedder
 from qa.documents import read_corpus
 from qa.formats import READERS, UnreadableDocument
 from qa.formats.reader import page_span
@@ -34,20 +34,20 @@ HEADER = "Watchful Partnership Quarterly"
 REPORT = [
     ("title", "Russian Arms and Oil"),
     ("byline", "By Jane Analyst"),
-    ("paragraph", "Moscow and Tehran have drawn closer over the last decade. Their partnership is watchful rather "
-                  "than warm, and each side keeps its own counsel on the largest questions."),
+    ("paragraph", ("Moscow and Tehran have drawn closer over the last decade. Their partnership is watchful rather "
+                   "than warm, and each side keeps its own counsel on the largest questions.")),
     ("heading", "Background"),
-    ("paragraph", "Relations between the two states were cool for most of the twentieth century. The end of the "
-                  "Soviet Union opened a period of trade in reactors, rifles and grain."),
+    ("paragraph", ("Relations between the two states were cool for most of the twentieth century. The end of the "
+                   "Soviet Union opened a period of trade in reactors, rifles and grain.")),
     ("page", ""),
     ("heading", "Arms Sales"),
-    ("paragraph", "Russia is the largest supplier of weapons to Iran. Deliveries have included fighter aircraft, "
-                  "submarines and air defence systems."),
+    ("paragraph", ("Russia is the largest supplier of weapons to Iran. Deliveries have included fighter aircraft, "
+                   "submarines and air defence systems.")),
     ("paragraph", " ".join(f"Sentence {n} of the long paragraph says that the S-300 air defence system was a "
                            f"subject of negotiation for many years." for n in range(1, 46))),
     ("heading", "Oil Trade"),
-    ("paragraph", "Both countries export oil and gas, so they compete more than they trade in energy. Swap "
-                  "arrangements across the Caspian Sea are the exception."),
+    ("paragraph", ("Both countries export oil and gas, so they compete more than they trade in energy. Swap "
+                   "arrangements across the Caspian Sea are the exception.")),
 ]
 
 SIZES = {"title": 22, "heading": 15, "byline": 11, "paragraph": 11}
@@ -422,6 +422,7 @@ def test_browser_shows_the_page_in_the_citation_and_page_numbers_in_the_reader_m
 
     sync_api = pytest.importorskip("playwright.sync_api")
     from conftest import free_port, wait_for
+
     from qa.cli import run_build
 
     corpus = tmp_path / "corpus"

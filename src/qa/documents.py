@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .formats import READERS, UnreadableDocument
-from .formats.reader import decode as decode  # re-exported: the UTF-8 reading of text documents
 from .formats.layout import Paragraph, Section
+from .formats.reader import decode  # noqa: F401  (re-exported: how text documents are read)
 
 log = logging.getLogger(__name__)
 

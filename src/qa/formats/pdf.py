@@ -165,6 +165,14 @@ def _looks_like_heading(text: str) -> bool:
     return letters >= 3 and letters >= len(text.replace(" ", "")) / 2
 
 
+def _bookmark_match(line: Line, wanted: set[str], x: float | None, y: float | None) -> tuple[float, float]:
+    """How well `line` matches a bookmark: the share of its title's words in the line, then nearness to its
+    destination point (horizontal distance counts a quarter: a heading may be indented or centred)."""
+    overlap = len(wanted & set(_words(line.text))) / max(len(wanted), 1)
+    distance = 0.0 if y is None else abs(line.top - y) + (0 if x is None else abs(line.left - x) / 4)
+    return overlap, -distance
+
+
 def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]]) -> bool:
     """Mark the line each bookmark points at as a heading titled by the bookmark; False without an outline."""
     marked = False
@@ -179,18 +187,13 @@ def mark_outline_headings(document: pdfium.PdfDocument, pages: list[list[Line]])
         view = dest.get_view()[1] if dest is not None else []
         x, y = (view[0], view[1]) if len(view) >= 2 else (None, None)
 
-        def score(line: Line) -> tuple[float, float]:
-            overlap = len(wanted & set(_words(line.text))) / max(len(wanted), 1)
-            distance = 0.0 if y is None else abs(line.top - y) + (0 if x is None else abs(line.left - x) / 4)
-            return overlap, -distance
-
         if index not in heading_like:
             heading_like[index] = [ln for ln in pages[index] if _looks_like_heading(ln.text)]
         candidates = [ln for ln in heading_like[index] if ln.heading is None]
         if y is not None:
             candidates = [ln for ln in candidates if y - 6 * ln.height <= ln.top <= y + 2 * ln.height]
-        best = max(candidates, key=score, default=None)
-        if best is not None and score(best)[0] >= 0.5:
+        best = max(candidates, key=lambda line: _bookmark_match(line, wanted, x, y), default=None)
+        if best is not None and _bookmark_match(best, wanted, x, y)[0] >= 0.5:
             best.heading = title
             marked = True
     return marked

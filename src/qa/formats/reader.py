@@ -9,8 +9,8 @@ truncated, broken, or a scan without a text layer) raises `UnreadableDocument` w
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .layout import Block, BlockKind, Layout, assemble, is_byline
 
