@@ -254,6 +254,14 @@ def test_outline_gives_the_sections_of_a_two_column_paper():
     assert page_span(extracted.pages, start, start + 1) == (2, None)
 
 
+def test_double_spaced_transcript_lines_make_paragraphs_not_one_each():
+    extracted = READERS[".pdf"]((FORMATS / "scotus-transcript-p1.pdf").read_bytes())
+    paragraphs = [extracted.text[p.start:p.end] for p in extracted.layout.paragraphs]
+    assert "The above-entitled matter came on for oral argument before the Supreme Court of the United States at " \
+           "1:01 p.m." in paragraphs
+    assert not re.search(r"(^|\n)\d{1,2}(\n|$)", extracted.text)  # the line numbers down the margin
+
+
 def test_type_headings_of_a_word_made_report_leave_out_table_cells_and_diagram_labels():
     extracted = READERS[".pdf"]((FORMATS / "GeoBase_NHNC1_Data_Model_UML_EN.pdf").read_bytes())
     titles = [s.title for s in extracted.layout.sections]
@@ -271,8 +279,11 @@ def test_type_headings_of_a_word_made_report_leave_out_table_cells_and_diagram_l
 def test_three_column_register_keeps_reading_order_and_drops_running_headers():
     extracted = READERS[".pdf"]((FORMATS / "federal-register-2020-17221.pdf").read_bytes())
     titles = [s.title for s in extracted.layout.sections]
-    assert "Costs of Compliance" in titles and "Authority for This Rulemaking" in titles
+    for heading in ("Comments Invited", "Proposed AD Requirements", "Costs of Compliance",
+                    "Authority for This Rulemaking", "Regulatory Findings", "PART 39—AIRWORTHINESS DIRECTIVES"):
+        assert heading in titles
     assert "Federal Register / Vol. 85" not in extracted.text
+    assert "jbell on DSKJLSW7X2PROD" not in extracted.text  # a stamp set sideways in the margin of every page
     assert "persons an opportunity to participate in the rule making prior to the adoption" in extracted.text
     assert len(extracted.pages) == 15 and list(extracted.pages) == sorted(extracted.pages)
 

@@ -33,7 +33,7 @@ MAX_HEADING_WORDS = 14
 MAX_HEADING_CHARS = 120
 MARGIN_BAND = 0.09  # share of the page height at top and bottom where running headers and footers sit
 REPEATED_SHARE = 0.3  # furniture repeats on at least this share of the pages (and on two pages at least)
-PARAGRAPH_GAP = 0.6  # a vertical gap above this many line heights starts a paragraph
+PARAGRAPH_GAP = 0.35  # a gap this many line heights wider than the usual space between lines starts a paragraph
 SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table cells: not a heading
 BOLD_WEIGHT = 600
 _SENTENCE_END = tuple(".!?:;,\"”’")
@@ -58,6 +58,7 @@ class Line:
     bottom: float
     left: float
     right: float
+    rotated: bool = False  # set sideways (a margin stamp)
     heading: str | None = None  # the section title this line starts (or continues), when it is a heading
 
     @property
@@ -122,6 +123,7 @@ def _page_lines(page_number: int, page) -> tuple[list[Line], float]:
             lines.append(Line(
                 page=page_number, text=cleaned, hyphenated=piece.rstrip().endswith((SOFT_HYPHEN, "\x02")),
                 size=round(size, 1), bold=bold, top=top, bottom=bottom, left=left, right=right,
+                rotated=aligned and abs(math.sin(pdfium_c.FPDFText_GetCharAngle(raw, first_at))) > 0.5,
             ))
         return lines, page.get_height()
     finally:
@@ -134,10 +136,11 @@ def _furniture_key(text: str) -> str:
 
 
 def remove_furniture(pages: list[tuple[list[Line], float]]) -> list[list[Line]]:
-    """Drop running headers and footers (repeated in the margin bands) and bare page or line numbers."""
+    """Drop running headers and footers (repeated in the margin bands, or set sideways) and bare page or line
+    numbers."""
 
     def in_band(line: Line, height: float) -> bool:
-        return line.bottom >= height * (1 - MARGIN_BAND) or line.top <= height * MARGIN_BAND
+        return line.rotated or line.bottom >= height * (1 - MARGIN_BAND) or line.top <= height * MARGIN_BAND
 
     seen: Counter[str] = Counter()
     for lines, height in pages:
@@ -207,6 +210,18 @@ def body_size(pages: list[list[Line]]) -> float:
     return sizes.most_common(1)[0][0] if sizes else 0.0
 
 
+def paragraph_gap(pages: list[list[Line]]) -> float:
+    """The gap (in line heights) above which a new paragraph starts: the usual gap between consecutive lines of
+    the document (single or double spacing) plus PARAGRAPH_GAP."""
+    gaps: Counter[float] = Counter()
+    for lines in pages:
+        for above, below in zip(lines, lines[1:]):
+            gap = _gap(above, below)
+            if gap is not None and gap >= 0:
+                gaps[round(gap, 1)] += 1
+    return (gaps.most_common(1)[0][0] if gaps else 0.25) + PARAGRAPH_GAP
+
+
 def _gap(above: Line, below: Line) -> float | None:
     """Vertical gap from `above` down to `below` in line heights; None when `below` is not below it."""
     if above.page != below.page or below.top > above.bottom + below.height * 0.5:
@@ -222,7 +237,7 @@ def _text_lefts(lines: list[Line], body: float) -> list[float]:
     return [float(x) for x, n in lefts.items() if n >= top / 10]
 
 
-def _heading_runs(flat: list[Line], body: float) -> list[list[int]]:
+def _heading_runs(flat: list[Line], body: float, spacing: float) -> list[list[int]]:
     """Runs of consecutive heading-like lines of one size and weight (a heading set on several lines)."""
     runs: list[list[int]] = []
     for i, ln in enumerate(flat):
@@ -232,20 +247,20 @@ def _heading_runs(flat: list[Line], body: float) -> list[list[int]]:
             continue
         prev = flat[runs[-1][-1]] if runs and runs[-1][-1] == i - 1 else None
         if (prev is not None and abs(prev.size - ln.size) < 0.3 and prev.bold == ln.bold
-                and (_gap(prev, ln) or PARAGRAPH_GAP) < PARAGRAPH_GAP):
+                and (_gap(prev, ln) or spacing) < spacing):
             runs[-1].append(i)
         else:
             runs.append([i])
     return runs
 
 
-def mark_type_headings(pages: list[list[Line]]) -> None:
+def mark_type_headings(pages: list[list[Line]], spacing: float) -> None:
     """Headings by type: short lines clearly larger than the body, or bold at body size standing alone at a text
     edge; either way followed, below it, by body text (a chart label or table cell is followed by another label)."""
     body = body_size(pages)
     flat = [ln for lines in pages for ln in lines]
     lefts = _text_lefts(flat, body)
-    for run in _heading_runs(flat, body):
+    for run in _heading_runs(flat, body, spacing):
         first, last = flat[run[0]], flat[run[-1]]
         following = flat[run[-1] + 1] if run[-1] + 1 < len(flat) else None
         if following is None or abs(following.size - body) > 0.5:
@@ -255,7 +270,7 @@ def mark_type_headings(pages: list[list[Line]]) -> None:
         if first.size < body * HEADING_SCALE:  # bold at body size: must stand alone at a text edge
             before = _gap(flat[run[0] - 1], first) if run[0] else None
             after = _gap(last, following)
-            alone = (before is None or before > PARAGRAPH_GAP) and (after is None or after > PARAGRAPH_GAP)
+            alone = (before is None or before > spacing) and (after is None or after > spacing)
             if not alone or not any(abs(first.left - x) <= 2 for x in lefts):
                 continue
         first.heading = " ".join(flat[i].text for i in run)
@@ -263,14 +278,14 @@ def mark_type_headings(pages: list[list[Line]]) -> None:
             flat[i].heading = ""  # continuation of the heading above
 
 
-def mark_title(pages: list[list[Line]]) -> None:
+def mark_title(pages: list[list[Line]], spacing: float) -> None:
     """The first line of the first page, when it is set largest on that page and larger than the body, is the
     title (with the lines of its size that follow it closely)."""
     first_page = pages[0] if pages else []
     if not first_page or first_page[0].heading is not None:
         return
     body = body_size(pages)
-    run = _heading_runs(first_page, body)[:1]
+    run = _heading_runs(first_page, body, spacing)[:1]
     if run and run[0][0] == 0 and first_page[0].size >= max(ln.size for ln in first_page) and \
             first_page[0].size >= body * HEADING_SCALE:
         first_page[0].heading = " ".join(first_page[i].text for i in run[0])
@@ -289,17 +304,17 @@ def _left_room(prev: Line, line: Line, block_right: float) -> bool:
     return prev.right + char_width * (len(first_word) + 3) <= block_right
 
 
-def _starts_paragraph(prev: Line, line: Line, block_right: float) -> bool:
+def _starts_paragraph(prev: Line, line: Line, block_right: float, spacing: float) -> bool:
     ended = prev.text.endswith(_SENTENCE_END[:4] + ("”", "\"", ")"))
     gap = _gap(prev, line)
-    if gap is not None and (gap > PARAGRAPH_GAP or line.text[0] in _BULLETS):
+    if gap is not None and (gap > spacing or line.text[0] in _BULLETS):
         return True
     indented = gap is not None and line.left > prev.left + line.height
     # Across a column or page break too, a paragraph runs on unless a sentence ended where the line had room.
     return ended and (indented or _left_room(prev, line, block_right))
 
 
-def group_lines(pages: list[list[Line]]) -> list[Group]:
+def group_lines(pages: list[list[Line]], spacing: float) -> list[Group]:
     groups: list[Group] = []
     block_right = 0.0
     for line in (ln for lines in pages for ln in lines):
@@ -308,7 +323,7 @@ def group_lines(pages: list[list[Line]]) -> list[Group]:
             current.lines.append(line)
             continue
         if (current is None or line.heading is not None or current.heading is not None
-                or _starts_paragraph(current.lines[-1], line, block_right)):
+                or _starts_paragraph(current.lines[-1], line, block_right, spacing)):
             groups.append(Group([line]))
             block_right = line.right
         else:
@@ -390,10 +405,11 @@ def read(raw: bytes) -> Extracted:
         if not any(lines for lines, _ in raw_pages):
             raise UnreadableDocument("no text layer; OCR is not supported")
         pages = remove_furniture(raw_pages)
+        spacing = paragraph_gap(pages)
         if not mark_outline_headings(document, pages):
-            mark_type_headings(pages)
-        mark_title(pages)
-        groups = group_lines(pages)
+            mark_type_headings(pages, spacing)
+        mark_title(pages, spacing)
+        groups = group_lines(pages, spacing)
         text, blocks, page_starts = assemble_text(groups, len(pages))
         return Extracted(text, assemble(_title_and_byline(blocks, groups, text)), page_starts)
     finally:
