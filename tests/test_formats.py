@@ -259,7 +259,7 @@ def test_double_spaced_transcript_lines_make_paragraphs_not_one_each():
     paragraphs = [extracted.text[p.start:p.end] for p in extracted.layout.paragraphs]
     assert "The above-entitled matter came on for oral argument before the Supreme Court of the United States at " \
            "1:01 p.m." in paragraphs
-    assert not re.search(r"(^|\n)\d{1,2}(\n|$)", extracted.text)  # the line numbers down the margin
+    assert not re.search(r"(^|\n)\d{1,2}(\n|$)", extracted.text)  # the page number at its foot
 
 
 def test_type_headings_of_a_word_made_report_leave_out_table_cells_and_diagram_labels():
