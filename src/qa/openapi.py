@@ -62,9 +62,9 @@ _SCHEMAS = {
             "document": {"type": "string"}, "document_title": {"type": "string"},
             "section": {"type": "string"}, "chunk": {"type": "integer", "minimum": 0},
             "paragraph": {"type": "integer", "minimum": 1},
-            "page": {"type": "integer", "minimum": 1, "nullable": True,
+            "page": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}], "nullable": True,
                      "description": "The page the passage starts on (PDF); null for an unpaged document."},
-            "page_end": {"type": "integer", "minimum": 2, "nullable": True,
+            "page_end": {"anyOf": [{"type": "integer", "minimum": 2}, {"type": "null"}], "nullable": True,
                          "description": "The page the passage ends on when it runs onto a later page; else null."},
             "start": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0},
             "text": {"type": "string"},
@@ -89,7 +89,8 @@ _SCHEMAS = {
         "id": {"type": "string"}, "title": {"type": "string"}, "byline": {"type": "string", "nullable": True},
         "text": {"type": "string"},
         "sections": {"type": "array", "items": _ref("Section")},
-        "pages": {"type": "array", "items": {"type": "integer", "minimum": 0}, "nullable": True,
+        "pages": {"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}}, {"type": "null"}],
+                  "nullable": True,
                   "description": "Where each page starts in `text` (character offsets, page 1 first), for a "
                                  "paged document (PDF); null otherwise."}}},
 }
