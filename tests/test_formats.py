@@ -196,8 +196,20 @@ def test_unchanged_pdf_is_not_extracted_again(report, tmp_path, monkeypatch):
     (corpus / "report.pdf").write_bytes(report[0])
     build(corpus, tmp_path / "index", FakeEmbedder())
     (corpus / "notes.txt").write_text("Notes\n\nA short note on nothing in particular.\n", encoding="utf-8")
+    extracted: list[int] = []
+
+    def counting_reader(raw: bytes):
+        extracted.append(len(raw))
+        return pdf_reader(raw)
+
+    pdf_reader = READERS[".pdf"]
+    monkeypatch.setitem(READERS, ".pdf", counting_reader)
     report2 = build(corpus, tmp_path / "index", FakeEmbedder())
     assert report2.unchanged == ["report"] and report2.added == ["notes"]
+    assert extracted == []  # neither extracted nor embedded again
+    (corpus / "report.pdf").write_bytes(make_report(encrypt=None)[0] + b"\n")  # changed bytes: read again
+    report3 = build(corpus, tmp_path / "index", FakeEmbedder())
+    assert report3.changed == ["report"] and len(extracted) == 1
 
 
 # ---------------------------------------------------------------- bad PDFs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,14 @@ def read_document(corpus: Path, doc_id: str, path: Path) -> Document | None:
         return None
 
 
-def read_corpus(corpus: Path) -> list[Document]:
-    """Every readable document under `corpus`, in id order."""
-    documents = (read_document(corpus, doc_id, path) for doc_id, path in corpus_files(corpus).items())
-    return [doc for doc in documents if doc is not None]
+def read_corpus(corpus: Path, known: Mapping[str, Document] | None = None) -> list[Document]:
+    """Every readable document under `corpus`, in id order; a file whose bytes are those of a `known` document
+    (the previous build's) is taken from it, not extracted again."""
+    documents = []
+    for doc_id, path in corpus_files(corpus).items():
+        old = (known or {}).get(doc_id)
+        if old is not None and old.path == path.relative_to(corpus).as_posix() and old.sha256 == file_hash(path):
+            documents.append(old)
+        elif (doc := read_document(corpus, doc_id, path)) is not None:
+            documents.append(doc)
+    return documents

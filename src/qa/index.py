@@ -296,12 +296,12 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     began = time.perf_counter()
     params = chunking_params(max_words)
     files = corpus_files(corpus)
-    documents = read_corpus(corpus)
+    previous = _reusable(index_dir, embedder, params)
+    old_docs = previous.documents if previous else {}
+    documents = read_corpus(corpus, known=old_docs)  # an unchanged file is not extracted again
     if not documents:
         raise CorpusError(f"no readable documents in {corpus}")
     skipped = sorted(set(files) - {d.id for d in documents})
-    previous = _reusable(index_dir, embedder, params)
-    old_docs = previous.documents if previous else {}
 
     chunks: list[Chunk] = []
     vector_parts: list[np.ndarray] = []
