@@ -1,16 +1,20 @@
 """PDF, read with PDFium (pypdfium2): text in reading order, pages, sections, and no running headers or footers.
 
-Lines come from PDFium's text page in its reading order (multi-column pages included). For each line a few
-characters are sampled for font size (the font size times the text matrix scale: some producers set every font to
-size 1 and scale the matrix), weight and position. Then:
+Lines come from PDFium's text page in its reading order (multi-column pages included). For each line its first
+and middle characters give its font size (the font size times the text matrix scale: some producers set every font
+to size 1 and scale the matrix) and weight, and PDFium's loose boxes of its first and last characters its place.
+Then:
 
-- *Furniture*: lines in the top or bottom margin band whose text (digits and roman numerals masked) repeats on many
-  pages, and bare page or line numbers, are dropped.
+- *Furniture*: lines in the top or bottom margin band (or set sideways) whose text, digits and roman numerals
+  masked, repeats on many pages are dropped, and so are lines of a bare number (page and line numbers).
 - *Sections*: from the outline (bookmarks) when there is one, each bookmark matched to the line at its destination;
   otherwise from the type: the body size is the most common size by characters, a heading is a short line without
-  sentence-final punctuation set clearly larger than the body, or bold at body size and standing alone.
-- *Paragraphs*: a vertical gap, an indent or a bullet starts a new paragraph; a paragraph runs on across a column or
-  page break unless the text before the break ended a sentence. A word hyphenated at a line end is joined.
+  sentence-final punctuation set clearly larger than the body, or bold at body size and standing alone, and is
+  followed below it by body text (chart labels and table cells are not). The first line of the first page, set
+  largest, is the title.
+- *Paragraphs*: a gap wider than the document's usual line spacing, a bullet, or an indented line after a sentence
+  starts a new paragraph; a paragraph runs on across a column or page break unless a sentence ended on a line with
+  room left. A word hyphenated at a line end is joined.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -36,7 +41,8 @@ REPEATED_SHARE = 0.3  # furniture repeats on at least this share of the pages (a
 PARAGRAPH_GAP = 0.35  # a gap this many line heights wider than the usual space between lines starts a paragraph
 SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table cells: not a heading
 BOLD_WEIGHT = 600
-_SENTENCE_END = tuple(".!?:;,\"”’")
+_SENTENCE_END = tuple(".!?:;,\"”’")  # a heading does not end so
+_PARAGRAPH_END = (".", "!", "?", ":", "”", "\"", ")")  # a paragraph's last line may end so
 _BULLETS = "•▪◦‣–-*"
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*[#ivxlc]+)?$")
 _NUMBER_ONLY = re.compile(r"^[\d\s.,:()\-–/]{1,8}$")
@@ -215,7 +221,7 @@ def paragraph_gap(pages: list[list[Line]]) -> float:
     the document (single or double spacing) plus PARAGRAPH_GAP."""
     gaps: Counter[float] = Counter()
     for lines in pages:
-        for above, below in zip(lines, lines[1:]):
+        for above, below in pairwise(lines):
             gap = _gap(above, below)
             if gap is not None and gap >= 0:
                 gaps[round(gap, 1)] += 1
@@ -305,7 +311,7 @@ def _left_room(prev: Line, line: Line, block_right: float) -> bool:
 
 
 def _starts_paragraph(prev: Line, line: Line, block_right: float, spacing: float) -> bool:
-    ended = prev.text.endswith(_SENTENCE_END[:4] + ("”", "\"", ")"))
+    ended = prev.text.endswith(_PARAGRAPH_END)
     gap = _gap(prev, line)
     if gap is not None and (gap > spacing or line.text[0] in _BULLETS):
         return True
