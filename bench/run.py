@@ -465,6 +465,24 @@ def growth_factor_rows(factor: int, options: Options, qs: list[str], folder: Pat
     return rows
 
 
+def pdf_rows(rounds: int = 3) -> list[Row]:
+    """PDF extraction over the real PDFs of tests/fixtures/formats: all their pages over the best time of each
+    (bench/formats_bench.py has the figures per file and the whole build of a long report)."""
+    from qa.formats import READERS
+
+    pages, seconds = 0, 0.0
+    for path in sorted((ROOT / "tests" / "fixtures" / "formats").glob("*.pdf")):
+        raw = path.read_bytes()
+        best = float("inf")
+        for _ in range(rounds):
+            began = time.perf_counter()
+            count = len(READERS[".pdf"](raw).pages)
+            best = min(best, time.perf_counter() - began)
+        pages, seconds = pages + count, seconds + best
+    return [row("formats", f"PDF extraction ({pages} pages of real PDFs)", round(pages / seconds), "pages/s",
+                at_least=100)]
+
+
 def growth_rows(options: Options, qs: list[str], folder: Path) -> list[Row]:
     """Every growth factor's rows, each also printed to standard error as soon as it is measured."""
     rows: list[Row] = []
@@ -526,6 +544,7 @@ def main(argv: Sequence[str]) -> None:
         rows, index = ([], args.index.resolve()) if args.index else build_rows(options, folder, args.reference_encoder)
         in_process, embedder = in_process_rows(index, qs, options.rounds)
         rows += in_process
+        rows += pdf_rows()
         if not args.skip_server:
             rows += server_rows(options, index, qs, folder)
         rows += growth_rows(options, qs, folder)

@@ -116,7 +116,7 @@ def document(doc_id: str):
     if doc is None:
         raise ApiError("not_found", f"no document {doc_id!r}")
     return respond(contract.Document(id=doc.id, title=doc.title, byline=doc.byline, text=doc.text,
-                                     sections=_sections(doc)))
+                                     sections=_sections(doc), pages=list(doc.pages) or None))
 
 
 @bp.get("/health")

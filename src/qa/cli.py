@@ -147,7 +147,8 @@ def print_plain(response: dict) -> None:
     if not response["answerable"]:
         click.echo("The document does not seem to answer this. Closest passages:\n")
     for r in response["results"]:
-        click.echo(f"{r['rank']}. {r['document_title']} › {r['section']} › ¶ {r['paragraph']}  "
+        page = f"p. {r['page']} · " if r.get("page") else ""
+        click.echo(f"{r['rank']}. {r['document_title']} › {page}{r['section']} › ¶ {r['paragraph']}  "
                    f"(score {r['score']:.3f})")
         marks = r["highlights"][0] if r["highlights"] else None
         text = r["text"]

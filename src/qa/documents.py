@@ -1,17 +1,21 @@
-"""Reading the corpus: every `.txt` and `.md` file under a folder is one document, unless `check_readable` skips it.
+"""Reading the corpus: every file of a supported format (`formats.READERS`) under a folder is one document, unless
+`check_readable` skips it.
 
-Documents are read as UTF-8 (a BOM dropped) with universal newlines; every offset in the project indexes that text.
+Text documents are read as UTF-8 (a BOM dropped) with universal newlines; PDF, Word and HTML files by their format's
+reader. Every offset in the project indexes the text a reader extracted.
 A document's id is its path relative to the corpus folder, without extension, with `/` separators.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .formats import PARSERS
+from .formats import READERS, UnreadableDocument
 from .formats.layout import Paragraph, Section
+from .formats.reader import decode  # noqa: F401  (re-exported: how text documents are read)
 
 
 class CorpusError(Exception):
@@ -28,16 +32,11 @@ class Document:
     text: str
     sections: tuple[Section, ...]
     paragraphs: tuple[Paragraph, ...]
+    pages: tuple[int, ...] = ()  # where each page starts in `text`, for paged formats (PDF)
 
 
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def decode(raw: bytes) -> str:
-    """UTF-8 with a BOM dropped and universal newlines, as `open(..., encoding="utf-8-sig")` reads it."""
-    text = raw.decode("utf-8-sig")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def corpus_files(corpus: Path) -> dict[str, Path]:
@@ -45,7 +44,7 @@ def corpus_files(corpus: Path) -> dict[str, Path]:
     if not corpus.is_dir():
         raise CorpusError(f"corpus folder not found: {corpus}")
     files: dict[str, Path] = {}
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in PARSERS):
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in READERS):
         doc_id = path.relative_to(corpus).with_suffix("").as_posix()
         if doc_id in files:
             raise CorpusError(f"two files would share the document id {doc_id!r}: {files[doc_id]} and {path}")
@@ -54,9 +53,9 @@ def corpus_files(corpus: Path) -> dict[str, Path]:
 
 
 def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
-    """Parse one file's bytes; raises UnicodeDecodeError for text that is not UTF-8."""
-    text = decode(raw)
-    layout = PARSERS[Path(relative_path).suffix.lower()](text)
+    """Parse one file's bytes; raises UnreadableDocument for a file its format's reader cannot read."""
+    extracted = READERS[Path(relative_path).suffix.lower()](raw)
+    text, layout = extracted.text, extracted.layout
     return Document(
         id=doc_id,
         path=relative_path,
@@ -66,11 +65,8 @@ def parse_document(doc_id: str, relative_path: str, raw: bytes) -> Document:
         text=text,
         sections=tuple(layout.sections),
         paragraphs=tuple(layout.paragraphs),
+        pages=extracted.pages,
     )
-
-
-class Unreadable(Exception):
-    """A file that is not a document: its message is the reason, shown by `qa build` and `qa info`."""
 
 
 @dataclass(frozen=True)
@@ -98,22 +94,18 @@ def fingerprint(path: Path) -> str:
 
 
 def check_readable(doc_id: str, relative_path: str, raw: bytes) -> Document:
-    """Parse one file into a document, or raise Unreadable saying why it is not one.
+    """Parse one file into a document, or raise UnreadableDocument saying why it is not one.
 
     This is the one rule for which files are documents: the build, the freshness check, `qa info` and the reader all
-    go through it. A file is skipped when it is binary, not UTF-8, empty, or has no passage to index (only a title,
-    headings or image lines).
+    go through it. A file is skipped when its format's reader cannot read it (a text file that is binary or not
+    UTF-8; an encrypted, broken or image-only PDF, say), when it is empty, or when it has no passage to index (only
+    a title, headings or image lines).
     """
-    if b"\x00" in raw:
-        raise Unreadable("binary file (NUL bytes), not text")
-    try:
-        doc = parse_document(doc_id, relative_path, raw)
-    except UnicodeDecodeError as exc:
-        raise Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    doc = parse_document(doc_id, relative_path, raw)
     if not doc.text.strip():
-        raise Unreadable("empty file")
+        raise UnreadableDocument("empty file")
     if not doc.paragraphs:
-        raise Unreadable("no text to index (only a title, headings or image lines)")
+        raise UnreadableDocument("no text to index (only a title, headings or image lines)")
     return doc
 
 
@@ -126,15 +118,23 @@ def read_document(corpus: Path, doc_id: str, path: Path) -> Document | SkippedFi
         return SkippedFile(relative, UNREADABLE_HASH, f"cannot be read ({exc.strerror or type(exc).__name__})")
     try:
         return check_readable(doc_id, relative, raw)
-    except Unreadable as exc:
-        return SkippedFile(relative, hashlib.sha256(raw).hexdigest(), str(exc))
+    except UnreadableDocument as exc:
+        return SkippedFile(relative, hashlib.sha256(raw).hexdigest(), exc.reason)
 
 
-def scan_corpus(corpus: Path) -> Corpus:
-    """Every file under `corpus` with a supported extension: the documents, and the files skipped with reasons."""
+def scan_corpus(corpus: Path, known: Mapping[str, Document] | None = None) -> Corpus:
+    """Every file under `corpus` with a supported extension: the documents, and the files skipped with reasons.
+
+    A file whose path and bytes are those of a `known` document (the previous build's) is taken from it, not
+    extracted again.
+    """
     documents: list[Document] = []
     skipped: list[SkippedFile] = []
     for doc_id, path in corpus_files(corpus).items():
+        old = (known or {}).get(doc_id)
+        if old is not None and old.path == path.relative_to(corpus).as_posix() and old.sha256 == fingerprint(path):
+            documents.append(old)
+            continue
         read = read_document(corpus, doc_id, path)
         (documents if isinstance(read, Document) else skipped).append(read)  # type: ignore[arg-type]
     return Corpus(documents, sorted(skipped, key=lambda s: s.path))

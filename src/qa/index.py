@@ -106,6 +106,7 @@ def document_record(doc: Document) -> dict:
         "text": doc.text,
         "sections": [[s.title, s.start, s.end] for s in doc.sections],
         "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
+        "pages": list(doc.pages),
     }
 
 
@@ -114,6 +115,7 @@ def document_from_record(r: dict) -> Document:
         id=r["id"], path=r["path"], sha256=r["sha256"], title=r["title"], byline=r["byline"], text=r["text"],
         sections=tuple(Section(*s) for s in r["sections"]),
         paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
+        pages=tuple(r.get("pages", ())),
     )
 
 
@@ -401,12 +403,13 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     """
     began = time.perf_counter()
     params = chunking_params(max_words)
-    scanned = scan_corpus(corpus)
+    previous = _reusable(index_dir, embedder, params)
+    scanned = scan_corpus(corpus, known=previous.documents if previous else None)  # unchanged: not read again
     documents = scanned.documents
     if not documents:
-        raise CorpusError(f"no readable .txt or .md documents in {corpus}")
+        raise CorpusError(f"no readable documents in {corpus}")
     report = BuildReport(skipped=scanned.skipped)
-    planned = plan(documents, _reusable(index_dir, embedder, params), max_words, report)
+    planned = plan(documents, previous, max_words, report)
     vectors = embed(planned, embedder, progress)
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     builds = index_dir / BUILDS

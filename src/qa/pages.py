@@ -67,8 +67,9 @@ def result_view(result: dict, query: str) -> dict:
             "permalink": passage_url(result["document"], result["chunk"])}
 
 
+# the JS template's skeleton
 BLANK_RESULT = {"rank": 0, "score": 0.0, "document": "", "document_title": "", "section": "", "chunk": 0,
-                "paragraph": 0, "segments": [], "context_url": "", "permalink": ""}  # the JS template's skeleton
+                "paragraph": 0, "page": None, "segments": [], "context_url": "", "permalink": ""}
 
 
 def example_questions(documents: list[Document], count: int = EXAMPLE_COUNT) -> list[str]:
@@ -156,6 +157,7 @@ def documents_page():
 class Passage:
     chunk: int
     segments: Segments
+    pages: tuple[int, ...] = ()  # the pages that begin in this passage (or in the space before it)
 
 
 @dataclass(frozen=True)
@@ -171,12 +173,23 @@ class ReaderSection:
     paragraphs: list[ReaderParagraph]
 
 
+def pages_begun(pages: tuple[int, ...], chunks: list[Chunk]) -> list[tuple[int, ...]]:
+    """For each chunk, the 1-based numbers of the pages that begin in it or between it and the chunk before."""
+    begun, previous_end = [], 0
+    for c in chunks:
+        begun.append(tuple(n for n, offset in enumerate(pages, start=1) if previous_end <= offset < c.end))
+        previous_end = c.end
+    return begun
+
+
 def reader_sections(doc: Document, chunks: list[Chunk], highlights: dict[int, list[dict]]) -> list[ReaderSection]:
     """The document's sections, each a list of paragraphs made of its passages (chunks) in order."""
     paragraphs: dict[int, list[ReaderParagraph]] = {i: [] for i in range(len(doc.sections))}
+    page_starts = dict(zip(chunks, pages_begun(doc.pages, chunks)))
     for (section, number), group in groupby(chunks, key=lambda c: (c.section_index, c.paragraph)):
         paragraphs[section].append(ReaderParagraph(number, [
-            Passage(c.chunk, marked_segments(c.text, c.start, highlights.get(c.chunk, []))) for c in group]))
+            Passage(c.chunk, marked_segments(c.text, c.start, highlights.get(c.chunk, [])), page_starts[c])
+            for c in group]))
     return [ReaderSection(s.title, f"s-{i}", paragraphs[i]) for i, s in enumerate(doc.sections)]
 
 

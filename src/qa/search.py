@@ -14,6 +14,7 @@ import numpy as np
 
 from .embedding import Embedder
 from .faiss_store import FaissBm25Store
+from .formats.reader import page_span
 from .index import Index
 from .rankers import Features, Weights, make_ranker
 from .store import PassageStore
@@ -128,10 +129,12 @@ class Searcher:
         results = []
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
+            page, page_end = page_span(self.index.documents[c.document].pages, c.start, c.end)
             results.append({
                 "rank": rank, "score": round(float(score), 4), "document": c.document,
                 "document_title": c.document_title, "section": c.section, "chunk": c.chunk,
-                "paragraph": c.paragraph, "start": c.start, "end": c.end, "text": c.text,
+                "paragraph": c.paragraph, "page": page, "page_end": page_end,
+                "start": c.start, "end": c.end, "text": c.text,
                 "highlights": self.highlight(int(chunk_id), query_vector),
             })
         return {

@@ -73,6 +73,8 @@
     item.querySelector("cite").id = citeId;
     item.querySelectorAll("[aria-describedby]").forEach((el) => el.setAttribute("aria-describedby", citeId));
     for (const name of ["rank", "section", "paragraph", "document_title"]) field(name).textContent = result[name];
+    field("page").textContent = result.page ? `p.\u00a0${result.page} · ` : "";
+    field("page").hidden = !result.page;
     field("score").textContent = result.score.toFixed(2);
     field("passage").replaceChildren(...markedNodes(result.text, result.start, result.highlights));
     field("context_url").href = documentUrl(result.document, result.chunk, query);
@@ -176,7 +178,7 @@
   async function copyCitation(button) {
     const item = button.closest(".result");
     const text = (name) => item.querySelector(`[data-field="${name}"]`).textContent;
-    const citation = `${text("document_title")}, ${text("section")} › ¶ ${text("paragraph")}. ${item.querySelector(".permalink").href}`;
+    const citation = `${text("document_title")}, ${text("page")}${text("section")} › ¶ ${text("paragraph")}. ${item.querySelector(".permalink").href}`;
     try {
       await navigator.clipboard.writeText(citation);
       announcer.textContent = `Citation copied: ${citation}`;
