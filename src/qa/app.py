@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from .engine import IndexHolder
+from .postgres_store import PostgresBackend, embedded_server_url
 from .settings import resolve
 
 WEB = Path(__file__).resolve().parents[2] / "web"  # templates and static files, at the project's top level
@@ -38,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["qa.index"] = app.config.get("INDEX_HOLDER") or IndexHolder(
         Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),
-        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"])
+        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"], backend=postgres_backend(app.config))
 
     from . import api, pages
 
@@ -65,6 +66,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def postgres_backend(config: dict[str, Any]) -> PostgresBackend | None:
+    """The database for BACKEND = postgres: DATABASE_URL, else an embedded server under the index folder, shared
+    by the processes that use it and stopped when the last of them exits (`qa serve` starts it before its workers
+    fork and hands them its URL)."""
+    if config.get("BACKEND") != "postgres":
+        return None
+    return PostgresBackend(config.get("DATABASE_URL") or embedded_server_url(Path(config["INDEX"])))
 
 
 def index_holder(app: Flask) -> IndexHolder:

