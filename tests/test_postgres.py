@@ -6,12 +6,15 @@ documents); publishing is checked to be one transaction that reuses unchanged do
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,12 +23,13 @@ import numpy as np
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import CORPUS, TINY_MARKDOWN, TINY_TEXT, FakeEmbedder
+from conftest import CORPUS, DEV_QUESTIONS, S300, TINY_MARKDOWN, TINY_TEXT, FakeEmbedder, free_port, wait_for
 
 from qa import postgres_store
 from qa.app import create_app
 from qa.cli import main
 from qa.engine import IndexHolder, open_searcher
+from qa.evaluation import load_jsonl
 from qa.faiss_store import FaissBm25Store
 from qa.index import build, load
 from qa.postgres_store import Database, DatabaseUnavailable, PostgresBackend, PostgresStore, database, publish
@@ -305,3 +309,47 @@ def test_a_separate_server_by_url_503_while_it_is_down_and_recovery(corpus, publ
 def test_unreachable_database_is_database_unavailable(tmp_path):
     with pytest.raises(DatabaseUnavailable, match="unreachable"):
         PostgresBackend(f"postgresql://qa@/qa?host={tmp_path}").live_build_id()
+
+
+# ---------------------------------------------------------------- the real model, a real `qa serve`
+
+
+@pytest.mark.model
+def test_real_model_dev_questions_rank_alike_on_both_backends(real_paths, real_searcher):
+    corpus, index = real_paths
+    with server_folder() as pgroot, database(pgroot, None) as url:
+        publish(index, url)
+        pg = open_searcher(index, corpus, embedder=real_searcher.embedder, backend=PostgresBackend(url))
+        for item in load_jsonl(DEV_QUESTIONS):
+            a, b = real_searcher.search(item["question"], 10), pg.search(item["question"], 10)
+            assert [(r["chunk"], r["highlights"]) for r in a["results"]] == \
+                   [(r["chunk"], r["highlights"]) for r in b["results"]], item["question"]
+            assert a["answerable"] == b["answerable"]
+
+
+@pytest.mark.server
+def test_qa_serve_with_its_embedded_server_answers_and_leaves_no_server_running(real_paths, pg_tmp):
+    """`qa serve --backend postgres` (2 gunicorn workers): publishes, starts one embedded server before the workers
+    fork, answers from the database, and stops the server when it is stopped itself."""
+    corpus, index = real_paths
+    shutil.copytree(index, pg_tmp / "index", ignore=shutil.ignore_patterns(".build.lock"))
+    port = free_port()
+    env = {**os.environ, "QA_CORPUS": str(corpus), "QA_INDEX": str(pg_tmp / "index"), "QA_BACKEND": "postgres"}
+    log = open(pg_tmp / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    pgdata = pg_tmp / "index" / postgres_store.EMBEDDED_FOLDER
+    try:
+        wait_for(base + "/api/health")
+        pid = postmaster_pid(pgdata)
+        assert pid is not None and postgres_processes(pgdata)  # the postmaster, started by `qa serve`
+        with urllib.request.urlopen(base + "/api/search?q=" + urllib.parse.quote(S300), timeout=30) as response:
+            body = json.load(response)
+        assert "S-300" in body["results"][0]["text"]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+    assert "database: published" in (pg_tmp / "serve.log").read_text()
+    assert_stopped(pgdata, pid)
