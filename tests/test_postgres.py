@@ -304,6 +304,12 @@ def test_a_separate_server_by_url_503_while_it_is_down_and_recovery(corpus, publ
         assert back.status_code == 200 and back.get_json()["results"][0]["document"] == "rivers"
     finally:
         stop_separate_server(process, pgdata)
+    # a restart between two requests: the connection kept from before is replaced, and no request fails
+    process, _ = start_separate_server(pgdata)
+    try:
+        assert client.get("/api/search?q=river+flood").status_code == 200
+    finally:
+        stop_separate_server(process, pgdata)
 
 
 def test_unreachable_database_is_database_unavailable(tmp_path):

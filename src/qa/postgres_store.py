@@ -136,9 +136,18 @@ class Database:
         return conn
 
     def run(self, work: Callable[[Any], T]) -> T:
-        """`work(connection)`, with a failure to reach the server raised as DatabaseUnavailable."""
+        """`work(connection)`, with a failure to reach the server raised as DatabaseUnavailable.
+
+        A connection kept from before that fails (the server restarted meanwhile) is replaced and `work` tried once
+        more on a new one: its transaction, if any, was rolled back.
+        """
         import psycopg
 
+        if getattr(self._local, "conn", None) is not None:
+            try:
+                return work(self._connection())
+            except psycopg.OperationalError:
+                self.close()  # the server restarted or went away: once more, on a new connection
         try:
             return work(self._connection())
         except psycopg.OperationalError as exc:
@@ -441,5 +450,10 @@ class PostgresBackend:
         return live_build_id(self.db)
 
     def open(self, index_dir: Path) -> tuple[Index, PostgresStore]:
-        index = open_index(index_dir, self.db)
-        return index, PostgresStore(index, self.db)
+        """The live build and its store. The connection this used is closed: opening is done by a reload thread
+        that then ends, and a connection left to the garbage collector stays open until it runs."""
+        try:
+            index = open_index(index_dir, self.db)
+            return index, PostgresStore(index, self.db)
+        finally:
+            self.db.close()
