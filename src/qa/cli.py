@@ -9,9 +9,9 @@ import functools
 import json
 import logging
 import sys
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -40,35 +40,6 @@ def paths_options(f: Callable) -> Callable:
     return setting_option("corpus")(setting_option("index")(f))
 
 
-def backend_options(f: Callable) -> Callable:
-    return setting_option("backend")(setting_option("database_url")(f))
-
-
-@contextmanager
-def database_for(settings: Settings) -> Iterator[str | None]:
-    """None for the FAISS backend; for PostgreSQL, the database URL (an embedded server's for this command when
-    `database_url` is empty, stopped when the command ends)."""
-    if settings.backend != "postgres":
-        yield None
-        return
-    from .postgres_store import database
-
-    try:
-        with database(Path(settings.index), settings.database_url or None) as url:
-            yield url
-    except IndexUnavailable as exc:
-        fail(str(exc))
-
-
-def postgres_backend(url: str | None):
-    """The engine's `backend` argument for a database URL (None: the FAISS files)."""
-    if url is None:
-        return None
-    from .postgres_store import PostgresBackend
-
-    return PostgresBackend(url)
-
-
 def with_settings(f: Callable) -> Callable:
     """Replace the command's setting options by one `settings` argument: the flags given on the command line over
     the environment over the defaults (`settings.resolve`). Put it below the options."""
@@ -85,6 +56,39 @@ def with_settings(f: Callable) -> Callable:
         return f(*args, settings=settings, **kwargs)
 
     return command
+
+
+def backend_options(f: Callable) -> Callable:
+    return setting_option("backend")(setting_option("database_url")(f))
+
+
+def with_database(f: Callable) -> Callable:
+    """For `backend = postgres`, hold the database for the whole command: with no `database_url`, an embedded
+    server under the index folder, started here and stopped when the command ends (`qa serve`: before its workers
+    fork, and they are handed its URL). The command's `settings.database_url` is then the URL to use.
+    Put it below `with_settings`."""
+    @functools.wraps(f)
+    def command(*args: Any, settings: Settings, **kwargs: Any) -> Any:
+        if settings.backend != "postgres":
+            return f(*args, settings=settings, **kwargs)
+        from .postgres_store import database
+
+        try:
+            with database(Path(settings.index), settings.database_url or None) as url:
+                return f(*args, settings=replace(settings, database_url=url), **kwargs)
+        except IndexUnavailable as exc:  # the embedded server would not start, or the database went away
+            fail(str(exc))
+
+    return command
+
+
+def postgres_backend(settings: Settings):
+    """The engine's `backend` argument: None for the FAISS files, else the database of `settings.database_url`."""
+    if settings.backend != "postgres":
+        return None
+    from .postgres_store import PostgresBackend
+
+    return PostgresBackend(settings.database_url)
 
 
 def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
@@ -176,19 +180,19 @@ def with_lock_build(corpus: str, index: str) -> None:
 @paths_options
 @backend_options
 @with_settings
+@with_database
 def build_command(settings: Settings) -> None:
     """Build the index from the corpus (only changed documents are re-embedded)."""
-    with database_for(settings) as url:
-        run_build(settings.corpus, settings.index, url)
+    run_build(settings.corpus, settings.index, settings.database_url if settings.backend == "postgres" else None)
 
 
-def open_for_cli(settings: Settings, database_url: str | None = None):
+def open_for_cli(settings: Settings):
     from .engine import open_searcher
 
     try:
         return open_searcher(Path(settings.index), Path(settings.corpus), settings.answerable_threshold,
                              encoder=settings.query_encoder, threads=settings.onnx_threads,
-                             backend=postgres_backend(database_url))
+                             backend=postgres_backend(settings))
     except IndexUnavailable as exc:
         fail(str(exc))
 
@@ -242,26 +246,24 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 @paths_options
 @backend_options
 @with_settings
+@with_database
 def search_command(question: str | None, k: int, document: str | None, as_json: bool, settings: Settings) -> None:
     """Print the passages that answer QUESTION, best first."""
     from .search import QueryError
 
     if question is None and not as_json:
         fail("give a QUESTION, or use --json to read questions from standard input", 1)
-    with database_for(settings) as url:
-        searcher = open_for_cli(settings, url)
-        try:
-            if question is None:
-                for line in sys.stdin:
-                    click.echo(json.dumps(answer_line(searcher, line.rstrip("\n"), k, document), ensure_ascii=False))
-                return
-            response = searcher.search(question, k, document)
-        except QueryError as exc:
-            if as_json:
-                click.echo(json.dumps(error_object(exc)))
-            fail(exc.message, 1)
-        except IndexUnavailable as exc:  # the database went away mid-search
-            fail(str(exc))
+    searcher = open_for_cli(settings)
+    if question is None:
+        for line in sys.stdin:
+            click.echo(json.dumps(answer_line(searcher, line.rstrip("\n"), k, document), ensure_ascii=False))
+        return
+    try:
+        response = searcher.search(question, k, document)
+    except QueryError as exc:
+        if as_json:
+            click.echo(json.dumps(error_object(exc)))
+        fail(exc.message, 1)
     if as_json:
         click.echo(json.dumps(response, ensure_ascii=False))
     else:
@@ -314,28 +316,26 @@ def info_command(as_json: bool, settings: Settings) -> None:
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @with_settings
+@with_database
 def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
 
-    # The embedded PostgreSQL server (backend postgres, no database_url) is started here, once, before the workers
-    # fork; they are handed its URL, and it stops when this command ends.
-    with database_for(settings) as url:
-        if not no_build:
-            try:
-                check_fresh(load(Path(settings.index)), Path(settings.corpus))
-            except IndexUnavailable as exc:
-                click.echo(f"{exc}: building now", err=True)
-                run_build(settings.corpus, settings.index, url)
-            else:
-                if url is not None:
-                    publish_build(settings.index, url)
-        from .server import run
+    database = settings.database_url if settings.backend == "postgres" else None
+    if not no_build:
+        try:
+            check_fresh(load(Path(settings.index)), Path(settings.corpus))
+        except IndexUnavailable as exc:
+            click.echo(f"{exc}: building now", err=True)
+            run_build(settings.corpus, settings.index, database)
+        else:
+            if database is not None:
+                publish_build(settings.index, database)
+    from .server import run
 
-        # every worker's app is made from these values (its factory's arguments), not from the environment
-        config = {**settings.flask_config(), **({"DATABASE_URL": url} if url else {})}
-        run(config, host=settings.host, port=settings.port, workers=settings.workers, dev=dev)
+    # every worker's app is made from these values (its factory's arguments), not from the environment
+    run(settings.flask_config(), host=settings.host, port=settings.port, workers=settings.workers, dev=dev)
 
 
 @main.command("eval")
@@ -350,18 +350,18 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
 @paths_options
 @backend_options
 @with_settings
+@with_database
 def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, settings: Settings) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
     from .evaluation import run_evaluation
 
-    with database_for(settings) as url:
-        try:
-            figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
-                                             shorter=paragraph_evidence, threshold=settings.answerable_threshold,
-                                             progress=progress_bar, encoder=settings.query_encoder,
-                                             threads=settings.onnx_threads, backend=postgres_backend(url))
-        except (IndexUnavailable, CorpusError, ValueError) as exc:
-            fail(str(exc))
+    try:
+        figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
+                                         shorter=paragraph_evidence, threshold=settings.answerable_threshold,
+                                         progress=progress_bar, encoder=settings.query_encoder,
+                                         threads=settings.onnx_threads, backend=postgres_backend(settings))
+    except (IndexUnavailable, CorpusError, ValueError) as exc:
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps({**figures, "misses": [list(m) for m in misses]}, ensure_ascii=False, indent=1))
         return
