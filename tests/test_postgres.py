@@ -39,7 +39,7 @@ pytestmark = pytest.mark.postgres
 PAPERS = Path(__file__).resolve().parents[1] / "eval" / "qasper" / "papers"
 QUESTIONS = ["When did Russia deliver the S-300 to Iran?", "river flood Egypt", "the the of",
              "character-level representations of tweets", "antisocial conversation derail", "nuclear Bushehr reactor",
-             "zzzz unknownword", "Everest height measured"]
+             "zzzz unknownword", "Everest height measured", "river river flood river"]
 
 
 def postmaster_pid(pgdata: Path) -> int | None:
