@@ -327,8 +327,9 @@ def live_build_id(db: Database) -> str | None:
 def open_index(index_dir: Path, db: Database) -> Index:
     """The live build's documents, passages and manifest, as an `Index` whose vectors stay in the database.
 
-    Its `path` is the file build of the same id (where the query encoder's ONNX export is, when this machine built
-    it); its vector arrays and FAISS index are empty: a `PostgresStore` answers everything a search asks.
+    Its `path` is the file build of the same id, where the query encoder's ONNX export is when this machine built
+    it (else the query encoder is sentence-transformers, as for a build without an export); its vector arrays and
+    FAISS index are empty: a `PostgresStore` answers everything a search asks.
     """
     build_id = live_build_id(db)
     if build_id is None:
