@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import threading
 import warnings
 from contextlib import contextmanager
@@ -36,8 +35,6 @@ from .faiss_store import section_centroids
 from .index import BUILDS, Index, IndexUnavailable, document_from_record, document_ranges, document_record, \
     embedded_text, load
 from .lexical import tokenize
-
-log = logging.getLogger(__name__)
 
 EMBEDDED_FOLDER = "postgres"  # under the index folder
 KEEP_BUILDS = 2  # the live build and the one before it, which a server may still be answering from
@@ -255,7 +252,10 @@ def publish(index_dir: Path, url: str) -> PublishReport:
         _prune(conn)
         return report
 
-    return db.run(write)
+    try:
+        return db.run(write)
+    finally:
+        db.close()
 
 
 def _write_document(conn, built: Index, record: dict, key: str, first: int, last: int,
