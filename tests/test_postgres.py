@@ -163,9 +163,11 @@ def test_searches_equal_the_faiss_backend(published):
             dense = [np.sort(files.store.passage_similarities(s.dense_candidates(vector, scope, 100), vector))
                      for s in (files.store, pg.store)]
             np.testing.assert_allclose(dense[0], dense[1], atol=1e-5)
+            fresh = PostgresStore(pg.index, Database(url))  # asked for highlights alone, not after the signals
             for chunk in chunks[:5].tolist():
-                np.testing.assert_allclose(pg.store.highlight_similarities(chunk, vector),
-                                           files.store.highlight_similarities(chunk, vector), atol=1e-5)
+                for store in (pg.store, fresh):
+                    np.testing.assert_allclose(store.highlight_similarities(chunk, vector),
+                                               files.store.highlight_similarities(chunk, vector), atol=1e-5)
 
 
 def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds(corpus, published, tmp_path):

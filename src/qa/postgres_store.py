@@ -360,6 +360,7 @@ class PostgresStore:
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
         self.version_of = {doc: int(self.versions[np.searchsorted(self.firsts, first)])
                            for doc, (first, _) in index.document_ranges.items()}
+        self._last = threading.local()  # the last `Signals` computed in each thread
 
     def scope(self, document: str | None) -> tuple[int, int]:
         return self.index.document_ranges[document] if document else (0, len(self.index.chunks))
@@ -409,36 +410,62 @@ class PostgresStore:
             scores[chunk - first] = score
         return scores
 
-    def _similarities(self, chunks: np.ndarray, query_vector: np.ndarray, select: str, joins: str,
-                      group: bool = False) -> np.ndarray:
-        """One similarity per chunk, in the order given, from `select` over the rows `joins` reaches."""
+    def _signals(self, chunks: np.ndarray, query_vector: np.ndarray) -> Signals:
+        """Every similarity of the candidates, in one query: a search asks for the passage, sentence and section
+        signals of the same candidates in turn, then for the highlights of a few of them (the last answer is kept,
+        per thread, for the question and candidates it was computed for)."""
+        key = (query_vector.tobytes(), np.asarray(chunks, dtype=np.int64).tobytes())
+        kept = getattr(self._last, "signals", None)
+        if kept is not None and kept.key == key:
+            return kept
         versions, positions = self._locate(np.asarray(chunks, dtype=np.int64))
-        sql = (f"SELECT t.i, {select} FROM unnest(%(versions)s::bigint[], %(positions)s::int[]) "
-               f"WITH ORDINALITY AS t(version, position, i) {joins}" + (" GROUP BY t.i" if group else ""))
-        rows = self.db.rows(sql, {"versions": versions, "positions": positions, "q": query_vector})
-        result = np.zeros(len(versions), dtype=np.float32)
-        for i, similarity in rows:
-            result[i - 1] = similarity
-        return result
+        rows = self.db.rows("""
+            SELECT t.i, -(p.vector <#> %(q)s), s.best, -(c.centroid <#> %(q)s), s.highlights
+            FROM unnest(%(versions)s::bigint[], %(positions)s::int[]) WITH ORDINALITY AS t(version, position, i)
+            JOIN qa_passages p USING (version, position)
+            JOIN qa_sections c ON c.version = p.version AND c.section = p.section
+            CROSS JOIN LATERAL (
+                SELECT max(-(vector <#> %(q)s)) AS best, array_agg(-(highlight <#> %(q)s) ORDER BY sentence)
+                       AS highlights
+                FROM qa_sentences WHERE version = t.version AND position = t.position) s""",
+            {"versions": versions, "positions": positions, "q": query_vector})
+        n = len(versions)
+        signals = Signals(key, np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32),
+                          np.zeros(n, dtype=np.float32), {})
+        for i, passage, sentence, section, highlights in rows:
+            signals.passage[i - 1], signals.sentence[i - 1], signals.section[i - 1] = passage, sentence, section
+            signals.highlights[int(chunks[i - 1])] = np.asarray(highlights, dtype=np.float32)
+        self._last.signals = signals
+        return signals
 
     def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        return self._similarities(chunks, query_vector, "-(p.vector <#> %(q)s)",
-                                  "JOIN qa_passages p USING (version, position)")
+        return self._signals(chunks, query_vector).passage
 
     def best_sentence_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        return self._similarities(chunks, query_vector, "max(-(s.vector <#> %(q)s))",
-                                  "JOIN qa_sentences s USING (version, position)", group=True)
+        return self._signals(chunks, query_vector).sentence
 
     def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        return self._similarities(chunks, query_vector, "-(c.centroid <#> %(q)s)",
-                                  "JOIN qa_passages p USING (version, position) "
-                                  "JOIN qa_sections c ON c.version = p.version AND c.section = p.section")
+        return self._signals(chunks, query_vector).section
 
     def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
+        kept = getattr(self._last, "signals", None)
+        if kept is not None and kept.key[0] == query_vector.tobytes() and chunk in kept.highlights:
+            return kept.highlights[chunk]
         versions, positions = self._locate(np.array([chunk], dtype=np.int64))
         rows = self.db.rows("SELECT -(highlight <#> %s) FROM qa_sentences WHERE version = %s AND position = %s "
                             "ORDER BY sentence", (query_vector, versions[0], positions[0]))
         return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+@dataclass
+class Signals:
+    """The similarities of one question's candidates (see `PostgresStore._signals`)."""
+
+    key: tuple[bytes, bytes]  # the question's vector and the candidates' chunk ids
+    passage: np.ndarray
+    sentence: np.ndarray
+    section: np.ndarray
+    highlights: dict[int, np.ndarray]  # chunk id -> cos(question, each sentence read in its passage)
 
 
 class PostgresBackend:
