@@ -38,9 +38,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHON
 WORKDIR /app
 COPY constraints.txt ./
 COPY --from=build /wheels /wheels
-# The project's own dependencies are what serving needs (onnxruntime and tokenizers for queries, no torch), at
-# the versions the build stage used; pip compiles the installed modules.
-RUN pip install -c constraints.txt /wheels/qa-*.whl \
+# The project's own dependencies are what serving needs (onnxruntime and tokenizers for queries, no torch), plus
+# the `postgres` extra for the PostgreSQL backend, at the versions the build stage used; pip compiles the modules.
+RUN pip install -c constraints.txt "$(echo /wheels/qa-*.whl)[postgres]" \
  && rm -rf /wheels \
  && useradd --system --uid 10001 --no-create-home qa
 # Owned by root and not writable by `qa`: the served index is read-only.

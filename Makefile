@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 
 install-test: $(VENV)/.installed-test system-test-deps
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[build,test]'
+	$(PIP) install -q -c constraints.txt -e '.[build,test,postgres]'
 	touch $@
 
 # Headless Chromium for the browser tests and wrk for the load benchmark, from Debian.

@@ -40,7 +40,7 @@ def test_qa_search_takes_k_as_a_short_option(runner, monkeypatch):
 def test_qa_serve_says_plainly_that_it_builds_first(tmp_path, tiny_corpus, monkeypatch):
     """It used to say "no index in index; run `qa build`: building now"."""
     built, served = [], []
-    monkeypatch.setattr("qa.cli.run_build", lambda corpus, index: built.append(index))
+    monkeypatch.setattr("qa.cli.run_build", lambda corpus, index, database_url=None: built.append(index))
     monkeypatch.setattr("qa.server.run", lambda *args, **kwargs: served.append(args))
     index = tmp_path / "index"
     result = CliRunner().invoke(main, ["serve", "--corpus", str(tiny_corpus), "--index", str(index)])

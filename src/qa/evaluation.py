@@ -122,20 +122,23 @@ def respond(searcher, items: list[dict], restricted: bool = True) -> list[dict]:
 
 def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
                    threshold: float | None = None, progress=None, encoder: str = "exact",
-                   threads: int = 1) -> tuple[dict, list]:
+                   threads: int = 1, backend=None) -> tuple[dict, list]:
     """Search every question as the API does (10 results) and score the responses.
 
     mode: `restricted` searches only an item's `document` when it names one; `unrestricted` searches everything;
     `per-document` builds a fresh index for each document alone (in a temporary folder) and searches it.
-    `encoder` and `threads` are the query encoder's settings (`query_encoder`, `onnx_threads`).
+    `encoder` and `threads` are the query encoder's settings (`query_encoder`, `onnx_threads`); `backend` the
+    engine's (`engine.open_searcher`: None for the FAISS files, else PostgreSQL).
     """
     from .engine import open_searcher
 
     items = load_jsonl(questions)
+    if mode == "per-document" and backend is not None:
+        raise ValueError("--mode per-document builds a throwaway index per document: use the faiss backend")
     if mode == "per-document":
         responses, texts = _per_document(items, corpus, shorter, threshold, progress, encoder)
     else:
-        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads)
+        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads, backend=backend)
         responses = respond(searcher, items, restricted=mode == "restricted")
         texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
     named = any("document" in item for item in items)

@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 from .onnx_embedding import QUERY_ENCODERS
 
+BACKENDS = ("faiss", "postgres")
+
 
 class SettingError(ValueError):
     """A setting's value that cannot be used; the message names the environment variable and what it accepts."""
@@ -63,6 +65,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
     Setting("cors_origins", "QA_CORS_ORIGINS", "", str,
             "Comma-separated origins allowed to call the JSON API from a browser. None by default."),
+    Setting("backend", "QA_BACKEND", "faiss", str,
+            "Where the index is searched: `faiss` (files in the index folder) or `postgres` (PostgreSQL with "
+            "pgvector, see `database_url`).", BACKENDS),
+    Setting("database_url", "QA_DATABASE_URL", "", str,
+            "PostgreSQL URL for `backend = postgres`, e.g. `postgresql://qa:secret@db/qa`. Empty: an embedded "
+            "server started in `<index>/postgres` and stopped on exit."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -82,6 +90,8 @@ class Settings:
     answerable_threshold: float | None
     rate_limit: str | None
     cors_origins: str
+    backend: str
+    database_url: str
 
     def flask_config(self) -> dict[str, Any]:
         """The values keyed by Flask config name (the setting's name in capitals)."""

