@@ -68,6 +68,7 @@ _SCHEMAS = {
     "SearchResponse": {"type": "object", "required": ["query", "answerable", "took_ms", "results", "index"],
                        "properties": {
                            "query": {"type": "string"}, "answerable": {"type": "boolean"},
+                           "corrected_query": {"type": ["string", "null"]},
                            "took_ms": {"type": "number"},
                            "results": {"type": "array", "maxItems": MAX_K, "items": _ref("Result")},
                            "index": {"type": "object", "required": ["built_at", "model", "chunks"]}}},

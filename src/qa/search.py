@@ -13,7 +13,8 @@ import numpy as np
 
 from .embedding import Embedder
 from .index import Index, embedded_text
-from .lexical import LexicalIndex, tokenize
+from .lexical import STOPWORDS, LexicalIndex, tokenize
+from .spelling import Speller
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
@@ -127,6 +128,7 @@ class Searcher:
         # were the only document indexed.
         self.lexical_by_document = {doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1
                                     else self.lexical for doc, (first, last) in index.document_ranges.items()}
+        self.speller = Speller(texts, stopwords=STOPWORDS)
         self.threshold = ANSWERABLE_THRESHOLD if answerable_threshold is None else answerable_threshold
         self.section_of, self.centroids = section_centroids(index)
 
@@ -186,8 +188,9 @@ class Searcher:
     def search(self, query: str, k: int = DEFAULT_K, document: str | None = None) -> dict:
         began = time.perf_counter()
         query, k, document = validate(query, k, document, self.index.documents)
-        query_vector = self.embedder.encode([query])[0]
-        ranking = self.rank(query, query_vector, document)
+        correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
+        query_vector = self.embedder.encode([correction.corrected])[0]
+        ranking = self.rank(correction.corrected, query_vector, document)
         results = []
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
@@ -199,6 +202,7 @@ class Searcher:
             })
         return {
             "query": query,
+            "corrected_query": correction.corrected if correction.changed else None,
             "answerable": self.is_answerable(ranking),
             "took_ms": round((time.perf_counter() - began) * 1000, 2),
             "results": results,

@@ -14,6 +14,7 @@
   const list = results.querySelector(".results");
   const heading = document.getElementById("results-heading");
   const unanswerable = results.querySelector(".unanswerable");
+  const corrected = results.querySelector(".corrected");
   const more = results.querySelector(".more");
   const error = document.getElementById("search-error");
   const examples = document.getElementById("examples");
@@ -110,6 +111,8 @@
     examples.hidden = true;
     results.classList.toggle("closest", !response.answerable);
     unanswerable.hidden = response.answerable;
+    corrected.hidden = !response.corrected_query;
+    corrected.querySelector("strong").textContent = response.corrected_query || "";
     heading.textContent = response.answerable ? heading.dataset.answers : heading.dataset.closest;
     list.replaceChildren(...response.results.map((r) => resultItem(r, params.get("q"))));
     showCopyButtons();
