@@ -12,6 +12,7 @@ import time
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
+from .confidence import load_calibration
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
 from .search import Searcher
@@ -75,7 +76,7 @@ def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float 
     index = load_index(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index), threshold)
+    return Searcher(index, embedder or load_embedder(index), threshold, calibration=load_calibration(index_dir))
 
 
 class IndexHolder:
@@ -137,7 +138,8 @@ class IndexHolder:
         index = load_index(self.index_dir)
         fixed = self.fixed_embedder
         check_model(index, *((fixed.model_id, fixed.dimension) if fixed else (MODEL_ID, DIMENSION)))
-        return Searcher(index, self._embedder_for(index), self.threshold)
+        return Searcher(index, self._embedder_for(index), self.threshold,
+                        calibration=load_calibration(self.index_dir))
 
     def _refuse(self, reason: str) -> None:
         self.error = reason

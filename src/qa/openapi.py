@@ -68,6 +68,7 @@ _SCHEMAS = {
     "SearchResponse": {"type": "object", "required": ["query", "answerable", "took_ms", "results", "index"],
                        "properties": {
                            "query": {"type": "string"}, "answerable": {"type": "boolean"},
+                           "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                            "corrected_query": {"type": ["string", "null"]},
                            "took_ms": {"type": "number"},
                            "results": {"type": "array", "maxItems": MAX_K, "items": _ref("Result")},

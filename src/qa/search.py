@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .confidence import Calibration
 from .embedding import Embedder
 from .index import Index, embedded_text
 from .lexical import STOPWORDS, LexicalIndex, tokenize
-from .spelling import Speller
+from .spelling import Correction, Speller
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
@@ -33,8 +34,8 @@ DENSE_WEIGHT = 0.6
 RRF_K = 60
 # Highlight: the best sentence, joined by an adjacent one scoring at least this share of it.
 PAIR_RATIO = 0.9
-# Answerability: the top passage's best sentence cosine must reach this (QA_ANSWERABLE_THRESHOLD overrides).
-ANSWERABLE_THRESHOLD = 0.45
+# Answerability: `confidence.Calibration` turns the top result's signals into the probability that the documents
+# answer; a response is answerable when it reaches the calibration's threshold (QA_ANSWERABLE_THRESHOLD overrides).
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Searcher:
     """Answers questions over one loaded index; everything a query needs is precomputed here, once."""
 
     def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
-                 weights: Weights = Weights()) -> None:
+                 weights: Weights = Weights(), calibration: Calibration = Calibration()) -> None:
         self.index = index
         self.weights = weights
         self.embedder = embedder
@@ -129,7 +130,8 @@ class Searcher:
         self.lexical_by_document = {doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1
                                     else self.lexical for doc, (first, last) in index.document_ranges.items()}
         self.speller = Speller(texts, stopwords=STOPWORDS)
-        self.threshold = ANSWERABLE_THRESHOLD if answerable_threshold is None else answerable_threshold
+        self.calibration = calibration
+        self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
         self.section_of, self.centroids = section_centroids(index)
 
     def _dense_candidates(self, query_vector: np.ndarray, scope: tuple[int, int]) -> np.ndarray:
@@ -182,15 +184,27 @@ class Searcher:
         sentences = self.index.chunks[chunk_id].sentences
         return [{"start": sentences[a][0], "end": sentences[b][1]}]
 
-    def is_answerable(self, ranking: Ranking) -> bool:
-        return bool(len(ranking.chunks)) and float(ranking.best_sentence[0]) >= self.threshold
+    def confidence_signals(self, ranking: Ranking, query_vector: np.ndarray) -> dict[str, float]:
+        """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
+        if not len(ranking.chunks):
+            return {"top_sentence": -1.0, "top_passage": -1.0}
+        top = int(ranking.chunks[0])
+        return {"top_sentence": float(ranking.best_sentence[0]),
+                "top_passage": float(self.index.vectors[top] @ query_vector)}
+
+    def prepare(self, query: str, document: str | None = None
+                ) -> tuple[Correction, np.ndarray, Ranking, dict[str, float]]:
+        """A validated question's spelling correction, vector, ranking and confidence signals."""
+        correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
+        query_vector = self.embedder.encode([correction.corrected])[0]
+        ranking = self.rank(correction.corrected, query_vector, document)
+        return correction, query_vector, ranking, self.confidence_signals(ranking, query_vector)
 
     def search(self, query: str, k: int = DEFAULT_K, document: str | None = None) -> dict:
         began = time.perf_counter()
         query, k, document = validate(query, k, document, self.index.documents)
-        correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
-        query_vector = self.embedder.encode([correction.corrected])[0]
-        ranking = self.rank(correction.corrected, query_vector, document)
+        correction, query_vector, ranking, signals = self.prepare(query, document)
+        confidence = self.calibration.confidence(signals)
         results = []
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
@@ -203,7 +217,8 @@ class Searcher:
         return {
             "query": query,
             "corrected_query": correction.corrected if correction.changed else None,
-            "answerable": self.is_answerable(ranking),
+            "answerable": bool(len(ranking.chunks)) and confidence >= self.threshold,
+            "confidence": round(confidence, 4),
             "took_ms": round((time.perf_counter() - began) * 1000, 2),
             "results": results,
             "index": {"built_at": self.index.manifest["built_at"], "model": self.index.manifest["model"]["id"],
