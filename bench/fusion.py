@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ranking_signals import ARTIFACTS  # noqa: E402
+from ranking_signals import ARTIFACTS
 
-from qa.fusion import FusionWeights, fused_order  # noqa: E402
+from qa.fusion import FusionWeights, fused_order
 
 FIT_SETS = ("dev", "qasper-train")
 VARIANT = "pca128"  # the token-state storage compared in the grid (bench/ranking_signals.py)
@@ -106,7 +106,8 @@ def main() -> None:
     today = TODAY
     ablations = [("today's fusion", today), ("+ MaxSim 0.3, int8 pruned", FusionWeights(maxsim=0.3))]
     for label, w in ablations:
-        print(row(label, {n: figures(first_hits(r, w, "int8-pruned")) for n, r in sets.items()}), flush=True)
+        print(row(label, {n: figures(first_hits(r, w, "int8-pruned")) for n, r in sets.items()
+                          if "int8-pruned" in r[0]["maxsim"]}), flush=True)
     for variant in ("float", "int8", "pca128", "pca96", "pca64"):
         for m in (0.2, 0.3, 0.5):
             print(row(f"+ MaxSim {m}, {variant}", {n: figures(first_hits(r, FusionWeights(maxsim=m), variant))

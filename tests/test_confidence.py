@@ -6,16 +6,25 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import DEV_QUESTIONS
 
 from qa.cli import main
-from qa.confidence import (CALIBRATION_FILE, Calibration, brier, calibrate, cross_validated, fit_logistic,
-                           load_calibration, probabilities, recall_threshold, reliability)
+from qa.confidence import (
+    CALIBRATION_FILE,
+    Calibration,
+    brier,
+    calibrate,
+    cross_validated,
+    fit_logistic,
+    load_calibration,
+    probabilities,
+    recall_threshold,
+    reliability,
+)
 from qa.evaluation import load_jsonl
 from qa.index import load
 from qa.search import Searcher
 from qa.tuning import tune
-
-from conftest import DEV_QUESTIONS
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
