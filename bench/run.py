@@ -27,10 +27,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Row:
     met: bool | None = None
 
 
-def row(group: str, measure: str, value: float | str, unit: str = "", at_most: float | None = None,
+def row(group: str, measure: str, value: float | int | str, unit: str = "", at_most: float | None = None,
         at_least: float | None = None) -> Row:
     """A table row; with a target, whether the value met it."""
     if at_most is not None:
