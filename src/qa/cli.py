@@ -258,17 +258,21 @@ def serve_command(host: str, port: int, workers: int, answerable_threshold: floa
               show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "
                                       "index per document.")
 @setting_option("answerable_threshold")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A calibration.json saved by `qa tune` (default: the index folder's, else the shipped one).")
 @query_encoder_option
 @paths_options
 def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str,
-                 answerable_threshold: float | None, corpus: str, index: str) -> None:
+                 answerable_threshold: float | None, calibration: str | None, corpus: str, index: str) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
+    from .confidence import load_calibration
     from .evaluation import run_evaluation
 
     try:
+        chosen = load_calibration(Path(calibration).parent, Path(calibration).name) if calibration else None
         figures, misses = run_evaluation(Path(questions), Path(corpus), Path(index), mode=mode,
                                          shorter=paragraph_evidence, threshold=answerable_threshold,
-                                         progress=progress_bar)
+                                         progress=progress_bar, calibration=chosen)
     except (IndexUnavailable, CorpusError, ValueError) as exc:
         fail(str(exc))
     if as_json:

@@ -20,6 +20,7 @@ import numpy as np
 # The signals the model reads, by name (`Searcher.confidence_signals`): the top passage's best sentence cosine alone
 # calibrated best on dev under cross-validation (docs/retrieval.md); adding the passage cosine or MaxSim did not help.
 FEATURES = ("top_sentence",)
+SIGNALS = ("top_sentence", "top_passage")  # every signal a calibration may use
 INTERCEPT = -6.0158
 COEFFICIENTS = (13.0612,)
 THRESHOLD = 0.6497
@@ -119,11 +120,17 @@ def reliability(p: np.ndarray, y: np.ndarray, edges: Sequence[float] = (0, 0.2, 
 CALIBRATION_FILE = "calibration.json"  # in the index folder, beside `builds/`: written by `qa tune`
 
 
-def load_calibration(index_dir: Path) -> Calibration:
-    """The calibration `qa tune` saved for this index folder, else the shipped one."""
-    path = index_dir / CALIBRATION_FILE
+def load_calibration(folder: Path, name: str = CALIBRATION_FILE) -> Calibration:
+    """The calibration `qa tune` saved in this (index) folder, else the shipped one; ValueError if unreadable."""
+    path = folder / name
     if not path.is_file():
         return Calibration()
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return Calibration(float(data["intercept"]), tuple(float(c) for c in data["coefficients"]),
-                       float(data["threshold"]), tuple(data["features"]))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        calibration = Calibration(float(data["intercept"]), tuple(float(c) for c in data["coefficients"]),
+                                  float(data["threshold"]), tuple(data["features"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a calibration saved by `qa tune` ({exc})") from exc
+    if len(calibration.coefficients) != len(calibration.features) or not set(calibration.features) <= set(SIGNALS):
+        raise ValueError(f"{path}: coefficients must match features, which must be among {', '.join(SIGNALS)}")
+    return calibration

@@ -12,7 +12,7 @@ import time
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
-from .confidence import load_calibration
+from .confidence import Calibration, load_calibration
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
 from .search import Searcher
@@ -71,12 +71,14 @@ def load_embedder(index: Index) -> Embedder:
 
 
 def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float | None = None,
-                  embedder: Embedder | None = None) -> Searcher:
-    """Load the live index (checked against `corpus` when given) and its query encoder."""
+                  embedder: Embedder | None = None, calibration: Calibration | None = None) -> Searcher:
+    """Load the live index (checked against `corpus` when given) and its query encoder; the confidence uses
+    `calibration`, else the one `qa tune` saved in `index_dir`, else the shipped one."""
     index = load_index(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index), threshold, calibration=load_calibration(index_dir))
+    return Searcher(index, embedder or load_embedder(index), threshold,
+                    calibration=calibration or load_calibration(index_dir))
 
 
 class IndexHolder:
