@@ -292,35 +292,40 @@ def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: 
 
 @main.command("tune")
 @click.argument("questions", type=click.Path(exists=True, dir_okay=False))
-@click.option("--dry-run", is_flag=True, help="Show the figures; do not save the new calibration.")
+@click.option("--paragraph-evidence", is_flag=True, help="Evidence is whole paragraphs: half the shorter span hits.")
+@click.option("--calibration-only", is_flag=True, help="Keep the ranking weights; refit only the confidence.")
+@click.option("--dry-run", is_flag=True, help="Show the figures; do not save.")
 @query_encoder_option
 @paths_options
-def tune_command(questions: str, dry_run: bool, corpus: str, index: str) -> None:
-    """Recalibrate `confidence` and the answerable threshold on your own labelled questions (JSONL, as `qa eval`
-    reads; some without evidence), and save it beside the index (calibration.json), where searches read it."""
+def tune_command(questions: str, paragraph_evidence: bool, calibration_only: bool, dry_run: bool, corpus: str,
+                 index: str) -> None:
+    """Refit the ranking weights and the confidence on your own labelled questions (JSONL, as `qa eval` reads;
+    some without evidence) and save them beside the index (calibration.json), where searches read them."""
     from .confidence import CALIBRATION_FILE
     from .engine import open_searcher
     from .evaluation import load_jsonl
     from .search import QueryError
-    from .tuning import tune
+    from .tuning import saved_form, tune
 
     try:
         searcher = open_searcher(Path(index), Path(corpus))
-        result = tune(searcher, load_jsonl(Path(questions)))
+        result = tune(searcher, load_jsonl(Path(questions)), shorter=paragraph_evidence,
+                      weights=not calibration_only)
     except (IndexUnavailable, CorpusError, QueryError, ValueError, KeyError) as exc:
         fail(str(getattr(exc, "message", exc)))
     click.echo(f"{result['questions']} questions, {result['unanswerable']} unanswerable")
-    click.echo("             brier  answerable_recall  unanswerable_rejected")
+    columns = [c for c in ("hit@1", "mrr@10", "brier", "answerable_recall", "unanswerable_rejected")
+               if c in result["after"]]
+    click.echo(f"{'':<8}" + "".join(f"{c:>23}" for c in columns))
     for label in ("before", "after"):
-        f = result[label]
-        click.echo(f"{label:<12} {f['brier']:.4f} {f['answerable_recall']:>18.3f} {f['unanswerable_rejected']:>22.3f}")
+        click.echo(f"{label:<8}" + "".join(f"{result[label][c]:>23}" for c in columns))
     click.echo("(after: cross-validated, so not flattered by the fit)")
-    calibration = result["calibration"]
-    click.echo(f"calibration: {json.dumps(calibration.as_dict())}")
+    saved = saved_form(result)
+    click.echo(json.dumps(saved))
     if not dry_run:
         target = Path(index) / CALIBRATION_FILE
         temporary = target.with_suffix(".tmp")
-        temporary.write_text(json.dumps(calibration.as_dict(), indent=1), encoding="utf-8")
+        temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         temporary.replace(target)  # atomic: a server never reads half a file
         click.echo(f"saved {target}; a running server reads it at its next index reload (restart to apply now)")
 

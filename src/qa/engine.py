@@ -16,6 +16,7 @@ from .confidence import Calibration, load_calibration
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
 from .search import Searcher
+from .tuning import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float 
     index = load_index(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index), threshold,
+    return Searcher(index, embedder or load_embedder(index), threshold, weights=load_weights(index_dir),
                     calibration=calibration or load_calibration(index_dir))
 
 
@@ -140,7 +141,7 @@ class IndexHolder:
         index = load_index(self.index_dir)
         fixed = self.fixed_embedder
         check_model(index, *((fixed.model_id, fixed.dimension) if fixed else (MODEL_ID, DIMENSION)))
-        return Searcher(index, self._embedder_for(index), self.threshold,
+        return Searcher(index, self._embedder_for(index), self.threshold, weights=load_weights(self.index_dir),
                         calibration=load_calibration(self.index_dir))
 
     def _refuse(self, reason: str) -> None:
