@@ -2,10 +2,13 @@
 what the answerable threshold does, per set, fitted by cross-validation within a set or on another set.
 
     python bench/calibration.py
+    python bench/calibration.py --save qasper-train eval/qasper/calibration-qasper-train.json
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -51,7 +54,14 @@ def summary(label: str, p: np.ndarray, y: np.ndarray, threshold: float) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save", nargs=2, metavar=("SET", "FILE"),
+                        help="write SET's calibration (fitted on all of it) as `qa tune` saves one, for --calibration")
+    args = parser.parse_args()
     sets = {name: data for name in ("dev", "qasper-train", "qasper") if (data := examples(name))}
+    if args.save:
+        calibration, _ = calibrate(*sets[args.save[0]])
+        Path(args.save[1]).write_text(json.dumps(calibration.as_dict(), indent=1) + "\n", encoding="utf-8")
     print("| set (how fitted) | questions (unanswerable) | Brier | Brier of the base rate | answerable_recall | "
           "unanswerable_rejected |")
     print("|---|---|---|---|---|---|")
