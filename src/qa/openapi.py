@@ -69,7 +69,7 @@ _SCHEMAS = {
                        "properties": {
                            "query": {"type": "string"}, "answerable": {"type": "boolean"},
                            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                           "corrected_query": {"type": ["string", "null"]},
+                           "corrected_query": {"type": "string"},
                            "took_ms": {"type": "number"},
                            "results": {"type": "array", "maxItems": MAX_K, "items": _ref("Result")},
                            "index": {"type": "object", "required": ["built_at", "model", "chunks"]}}},

@@ -216,7 +216,7 @@ class Searcher:
             })
         return {
             "query": query,
-            "corrected_query": correction.corrected if correction.changed else None,
+            **({"corrected_query": correction.corrected} if correction.changed else {}),
             "answerable": bool(len(ranking.chunks)) and confidence >= self.threshold,
             "confidence": round(confidence, 4),
             "took_ms": round((time.perf_counter() - began) * 1000, 2),
