@@ -9,6 +9,7 @@ reproduces them, docs/retrieval.md shows the reliability table), an operator's t
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -109,7 +110,7 @@ def brier(p: np.ndarray, y: np.ndarray) -> float:
 def reliability(p: np.ndarray, y: np.ndarray, edges: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0)) -> list[dict]:
     """Per confidence bin: how many questions, their mean confidence, and the share the document answers."""
     rows = []
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in itertools.pairwise(edges):
         inside = (p >= low) & ((p < high) if high < 1 else (p <= high))
         if inside.any():
             rows.append({"bin": f"{low:.1f}–{high:.1f}", "questions": int(inside.sum()),
