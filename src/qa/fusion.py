@@ -1,11 +1,12 @@
-"""The fusion of ranking signals into one order: its weights, as plain numbers in one place, and the rule.
+"""Today's fusion extended by late interaction, over cached signals: what `bench/fusion.py` weighs.
 
     dense  = passage * cos(q, passage) + (1 - passage) * max cos(q, sentence) + section * cos(q, section centroid)
     fused  = dense_weight * z(dense) + (1 - dense_weight) * z(BM25)            z-scores over the candidates
     final  = fused + maxsim * z(MaxSim)   over the top `depth` candidates by `fused`, which stay above the rest
 
-The shipped values are chosen by `bench/fusion.py` (cross-validated on the policy paper and on QASPER train,
-selecting by the worse of the two; docs/retrieval.md), and `qa tune` refits them on an operator's own questions.
+With `maxsim = 0` this is exactly `Searcher.rank`'s order (the service's weights are `search.Weights`, refitted
+by `qa tune`). MaxSim lost first places on the research papers at every weight tried (docs/retrieval.md), so the
+service does not use it yet; this module and `late_interaction.py` keep the measured form for a later round.
 """
 
 from __future__ import annotations
