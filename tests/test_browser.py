@@ -188,7 +188,22 @@ def test_an_unanswerable_question_shows_the_closest_passages_apart(open_tab):
     expect(page.get_by_text("The document does not seem to answer this")).to_be_visible()
     expect(page.get_by_role("heading", name="Closest passages")).to_be_visible()
     expect(page.locator("#results")).to_have_class(re.compile(r"\bclosest\b"))
+    expect(page.get_by_text(re.compile(r"The document may not answer this \(confidence \d+%\)"))).to_be_visible()
     screenshot(page, "closest-1440")
+
+
+def test_a_misspelt_question_says_what_was_searched_and_how_sure(open_tab):
+    page = open_tab().page
+    ask(page, "wen did russia deliverd the s300")
+    wait_for_results(page, "wen did russia deliverd the s300")
+    expect(page.get_by_text("Showing results for")).to_be_visible()
+    expect(page.locator(".corrected strong")).to_have_text("wen did russia delivery the s300")
+    expect(page.locator(".confidence")).to_have_text(
+        re.compile(r"The document (answers this directly|may not answer this) \(confidence \d+%\)\."))
+    search_box(page).fill("")
+    ask(page, "When did Russia deliver the S-300 to Iran?")
+    wait_for_results(page, "When did Russia deliver the S-300 to Iran?")
+    expect(page.get_by_text("Showing results for")).to_be_hidden()
 
 
 def test_an_empty_question_gets_a_friendly_message(open_tab):

@@ -38,7 +38,7 @@ def test_search_json_is_the_api_shape(real_runner):
     response = json.loads(result.stdout)
     assert [r["rank"] for r in response["results"]] == [1, 2, 3]
     assert response["results"][0]["section"] == "Arms Sales"
-    assert set(response) == {"query", "answerable", "took_ms", "results", "index"}
+    assert set(response) == {"query", "answerable", "confidence", "took_ms", "results", "index"}
 
 
 def test_stdin_mode_writes_one_json_object_per_line(real_runner):

@@ -18,7 +18,7 @@ from conftest import DEV_QUESTIONS
 pytestmark = pytest.mark.model
 
 FLOORS = {"hit@1": 0.70, "hit@5": 0.89, "mrr@10": 0.79, "section@1": 0.80, "highlight@1": 0.63,
-          "answerable_recall": 0.93, "unanswerable_rejected": 0.33}
+          "answerable_recall": 0.93, "unanswerable_rejected": 0.41}
 
 
 @pytest.mark.parametrize("question", ["When did Russia deliver the S-300 to Iran?",
@@ -46,6 +46,7 @@ def test_dev_figures_do_not_fall_below_their_floors(real_paths):
     for key, floor in FLOORS.items():
         assert figures[key] >= floor, (key, figures[key])
     assert figures["median_passage_words"] <= 120
+    assert figures["hit@5_by_type"]["typo"] == 1.0  # every misspelt question finds its passage in the top 5
     assert len(misses) == round((1 - figures["hit@1"]) * figures["answerable_items"])
 
 

@@ -361,20 +361,26 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
               show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "
                                       "index per document.")
 @setting_option("answerable_threshold")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A calibration.json saved by `qa tune` (default: the index folder's, else the shipped one).")
 @setting_option("query_encoder")
 @paths_options
 @backend_options
 @with_settings
 @with_database
-def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, settings: Settings) -> None:
+def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, calibration: str | None,
+                 settings: Settings) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
+    from .confidence import load_calibration
     from .evaluation import run_evaluation
 
     try:
+        chosen = load_calibration(Path(calibration).parent, Path(calibration).name) if calibration else None
         figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
                                          shorter=paragraph_evidence, threshold=settings.answerable_threshold,
                                          progress=progress_bar, encoder=settings.query_encoder,
-                                         threads=settings.onnx_threads, backend=postgres_backend(settings))
+                                         threads=settings.onnx_threads, backend=postgres_backend(settings),
+                                         calibration=chosen)
     except (IndexUnavailable, CorpusError, ValueError) as exc:
         fail(str(exc))
     if as_json:
@@ -390,6 +396,48 @@ def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: 
     click.echo(f"misses at rank 1 ({len(misses)}):")
     for item_id, first, question in misses:
         click.echo(f"  {item_id}  first hit {first or '-'}  {question}")
+
+
+@main.command("tune")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False))
+@click.option("--paragraph-evidence", is_flag=True, help="Evidence is whole paragraphs: half the shorter span hits.")
+@click.option("--calibration-only", is_flag=True, help="Keep the ranking weights; refit only the confidence.")
+@click.option("--dry-run", is_flag=True, help="Show the figures; do not save.")
+@setting_option("query_encoder")
+@paths_options
+@with_settings
+def tune_command(questions: str, paragraph_evidence: bool, calibration_only: bool, dry_run: bool,
+                 settings: Settings) -> None:
+    """Refit the ranking weights and the confidence on your own labelled questions (JSONL, as `qa eval` reads;
+    some without evidence) and save them beside the index (calibration.json), where searches read them."""
+    from .confidence import CALIBRATION_FILE
+    from .engine import open_searcher
+    from .evaluation import load_jsonl
+    from .search import QueryError
+    from .tuning import saved_form, tune
+
+    try:
+        searcher = open_searcher(Path(settings.index), Path(settings.corpus), encoder=settings.query_encoder,
+                                 threads=settings.onnx_threads)
+        result = tune(searcher, load_jsonl(Path(questions)), shorter=paragraph_evidence,
+                      weights=not calibration_only)
+    except (IndexUnavailable, CorpusError, QueryError, ValueError, KeyError) as exc:
+        fail(str(getattr(exc, "message", exc)))
+    click.echo(f"{result['questions']} questions, {result['unanswerable']} unanswerable")
+    columns = [c for c in ("hit@1", "mrr@10", "brier", "answerable_recall", "unanswerable_rejected")
+               if c in result["after"]]
+    click.echo(f"{'':<8}" + "".join(f"{c:>23}" for c in columns))
+    for label in ("before", "after"):
+        click.echo(f"{label:<8}" + "".join(f"{result[label][c]:>23}" for c in columns))
+    click.echo("(after: cross-validated, so not flattered by the fit)")
+    saved = saved_form(result)
+    click.echo(json.dumps(saved))
+    if not dry_run:
+        target = Path(settings.index) / CALIBRATION_FILE
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        temporary.replace(target)  # atomic: a server never reads half a file
+        click.echo(f"saved {target}; a running server reads it at its next index reload (restart to apply now)")
 
 
 @main.command("settings")

@@ -107,7 +107,11 @@ class IndexStamp(Shape):
 
 class SearchResponse(Shape):
     query: str
+    corrected_query: str | None = Field(None, description="The question as searched when a word the documents do "
+                                                          "not know was corrected to one they use; absent otherwise.")
     answerable: bool
+    confidence: float = Field(ge=0, le=1, description="The calibrated probability that the documents answer the "
+                                                      "question; `answerable` is `confidence` >= the threshold.")
     took_ms: float
     results: list[Result] = Field(max_length=MAX_K)
     index: IndexStamp

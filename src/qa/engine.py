@@ -14,10 +14,12 @@ import weakref
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
+from .confidence import Calibration, load_calibration
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
 from .postgres_store import DatabaseUnavailable, PostgresBackend
 from .search import Searcher
+from .tuning import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +79,11 @@ def load_embedder(index: Index, encoder: str = "exact", threads: int = 1) -> Emb
 
 def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float | None = None,
                   embedder: Embedder | None = None, encoder: str = "exact", threads: int = 1,
-                  backend: PostgresBackend | None = None) -> Searcher:
+                  backend: PostgresBackend | None = None, calibration: Calibration | None = None) -> Searcher:
     """Load the live index (checked against `corpus` when given) and its query encoder (see `load_embedder`).
 
-    With a `backend` (PostgreSQL), the live build is the database's and the search runs there.
+    With a `backend` (PostgreSQL), the live build is the database's and the search runs there. The confidence uses
+    `calibration`, else the one `qa tune` saved in `index_dir`, else the shipped one.
     """
     if backend is None:
         index = load_index(index_dir)
@@ -89,7 +92,8 @@ def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float 
         index, store = backend.open(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold, store=store)
+    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold, store=store,
+                    weights=load_weights(index_dir), calibration=calibration or load_calibration(index_dir))
 
 
 class IndexHolder:
@@ -166,7 +170,8 @@ class IndexHolder:
             index, store = self.backend.open(self.index_dir)
         fixed = self.fixed_embedder
         check_model(index, *((fixed.model_id, fixed.dimension) if fixed else (MODEL_ID, DIMENSION)))
-        return Searcher(index, self._embedder_for(index), self.threshold, store=store)
+        return Searcher(index, self._embedder_for(index), self.threshold, store=store,
+                        weights=load_weights(self.index_dir), calibration=load_calibration(self.index_dir))
 
     def _refuse(self, reason: str) -> None:
         self.error = reason

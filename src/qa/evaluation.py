@@ -122,13 +122,14 @@ def respond(searcher, items: list[dict], restricted: bool = True) -> list[dict]:
 
 def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
                    threshold: float | None = None, progress=None, encoder: str = "exact",
-                   threads: int = 1, backend=None) -> tuple[dict, list]:
+                   threads: int = 1, backend=None, calibration=None) -> tuple[dict, list]:
     """Search every question as the API does (10 results) and score the responses.
 
     mode: `restricted` searches only an item's `document` when it names one; `unrestricted` searches everything;
     `per-document` builds a fresh index for each document alone (in a temporary folder) and searches it.
     `encoder` and `threads` are the query encoder's settings (`query_encoder`, `onnx_threads`); `backend` the
-    engine's (`engine.open_searcher`: None for the FAISS files, else PostgreSQL).
+    engine's (`engine.open_searcher`: None for the FAISS files, else PostgreSQL); `calibration` (a
+    `confidence.Calibration`) replaces the index folder's or the shipped one.
     """
     from .engine import open_searcher
 
@@ -136,9 +137,10 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
     if mode == "per-document" and backend is not None:
         raise ValueError("--mode per-document builds a throwaway index per document: use the faiss backend")
     if mode == "per-document":
-        responses, texts = _per_document(items, corpus, shorter, threshold, progress, encoder)
+        responses, texts = _per_document(items, corpus, shorter, threshold, progress, encoder, calibration)
     else:
-        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads, backend=backend)
+        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads, backend=backend,
+                                 calibration=calibration)
         responses = respond(searcher, items, restricted=mode == "restricted")
         texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
     named = any("document" in item for item in items)
@@ -150,7 +152,7 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
 
 
 def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress,
-                  encoder: str) -> tuple[list[dict], dict[str, str]]:
+                  encoder: str, calibration=None) -> tuple[list[dict], dict[str, str]]:
     import shutil
     import tempfile
 
@@ -184,7 +186,8 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
             target.parent.mkdir(parents=True)
             shutil.copyfile(source, target)
             build(folder / "corpus", folder / "index", embedder)
-            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries)
+            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries,
+                                     calibration=calibration)
             texts[doc_id] = searcher.index.documents[doc_id].text
             for i in positions:
                 responses[i] = searcher.search(items[i]["question"], 10, doc_id)

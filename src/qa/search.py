@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .confidence import Calibration
 from .embedding import Embedder
 from .faiss_store import FaissBm25Store
 from .formats.reader import page_span
-from .index import Index
+from .index import Index, embedded_text
+from .lexical import STOPWORDS
 from .rankers import Features, Weights, make_ranker
+from .spelling import Correction, Speller
 from .store import PassageStore
 
 MAX_QUERY_CHARS = 1000
@@ -25,8 +28,8 @@ DEFAULT_K = 5
 CANDIDATES = 100  # passages taken from each signal (dense via the store, BM25) before ranking (`rankers`)
 # Highlight: the best sentence, joined by an adjacent one scoring at least this share of it.
 PAIR_RATIO = 0.9
-# Answerability: the top passage's best sentence cosine must reach this (QA_ANSWERABLE_THRESHOLD overrides).
-ANSWERABLE_THRESHOLD = 0.45
+# Answerability: `confidence.Calibration` turns the top result's signals into the probability that the documents
+# answer; a response is answerable when it reaches the calibration's threshold (QA_ANSWERABLE_THRESHOLD overrides).
 
 
 class QueryError(ValueError):
@@ -85,13 +88,16 @@ class Searcher:
 
     def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
                  weights: Weights = Weights(),  # noqa: B008 - frozen: one shared default is safe
-                 store: PassageStore | None = None) -> None:
+                 store: PassageStore | None = None,
+                 calibration: Calibration = Calibration()) -> None:  # noqa: B008 - frozen too
         self.index = index
         self.weights = weights
         self.ranker = make_ranker(weights)
         self.embedder = embedder
         self.store: PassageStore = store or FaissBm25Store(index)
-        self.threshold = ANSWERABLE_THRESHOLD if answerable_threshold is None else answerable_threshold
+        self.speller = Speller([embedded_text(c) for c in index.chunks], stopwords=STOPWORDS)
+        self.calibration = calibration
+        self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
 
     def features(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Features:
         """The candidates (the best by each signal within the scope, joined) and their signals."""
@@ -118,14 +124,26 @@ class Searcher:
         sentences = self.index.chunks[chunk_id].sentences
         return [{"start": sentences[a][0], "end": sentences[b][1]}]
 
-    def is_answerable(self, ranking: Ranking) -> bool:
-        return bool(len(ranking.chunks)) and float(ranking.best_sentence[0]) >= self.threshold
+    def confidence_signals(self, ranking: Ranking, query_vector: np.ndarray) -> dict[str, float]:
+        """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
+        if not len(ranking.chunks):
+            return {"top_sentence": -1.0, "top_passage": -1.0}
+        return {"top_sentence": float(ranking.best_sentence[0]),
+                "top_passage": float(self.store.passage_similarities(ranking.chunks[:1], query_vector)[0])}
+
+    def prepare(self, query: str, document: str | None = None
+                ) -> tuple[Correction, np.ndarray, Ranking, dict[str, float]]:
+        """A validated question's spelling correction, vector, ranking and confidence signals."""
+        correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
+        query_vector = self.embedder.encode([correction.corrected])[0]
+        ranking = self.rank(correction.corrected, query_vector, document)
+        return correction, query_vector, ranking, self.confidence_signals(ranking, query_vector)
 
     def search(self, query: str, k: int = DEFAULT_K, document: str | None = None) -> dict:
         began = time.perf_counter()
         query, k, document = validate(query, k, document, self.index.documents)
-        query_vector = self.embedder.encode([query])[0]
-        ranking = self.rank(query, query_vector, document)
+        correction, query_vector, ranking, signals = self.prepare(query, document)
+        confidence = self.calibration.confidence(signals)
         results = []
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
@@ -139,7 +157,9 @@ class Searcher:
             })
         return {
             "query": query,
-            "answerable": self.is_answerable(ranking),
+            **({"corrected_query": correction.corrected} if correction.changed else {}),
+            "answerable": bool(len(ranking.chunks)) and confidence >= self.threshold,
+            "confidence": round(confidence, 4),
             "took_ms": round((time.perf_counter() - began) * 1000, 2),
             "results": results,
             "index": {"built_at": self.index.manifest["built_at"], "model": self.index.manifest["model"]["id"],

@@ -59,8 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
             "to 8 bits, about 2.5x faster per question, rankings nearly the same (see docs/benchmark.md).",
             QUERY_ENCODERS),
     Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
-            "Answer only when the top passage's best sentence reaches this cosine "
-            "(default 0.45, see docs/retrieval.md)."),
+            "Answer only when `confidence` (the calibrated probability that the documents answer, 0-1) reaches "
+            "this (default: the calibration's threshold, 0.65 as shipped; `qa tune` refits it, "
+            "see docs/retrieval.md)."),
     Setting("rate_limit", "QA_RATE_LIMIT", None, str,
             "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
     Setting("cors_origins", "QA_CORS_ORIGINS", "", str,

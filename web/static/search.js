@@ -14,6 +14,8 @@
   const list = results.querySelector(".results");
   const heading = document.getElementById("results-heading");
   const unanswerable = results.querySelector(".unanswerable");
+  const corrected = results.querySelector(".corrected");
+  const confidence = results.querySelector(".confidence");
   const more = results.querySelector(".more");
   const error = document.getElementById("search-error");
   const examples = document.getElementById("examples");
@@ -112,6 +114,10 @@
     examples.hidden = true;
     results.classList.toggle("closest", !response.answerable);
     unanswerable.hidden = response.answerable;
+    corrected.hidden = !response.corrected_query;
+    const verdict = response.answerable ? confidence.dataset.answers : confidence.dataset.closest;
+    confidence.textContent = `${verdict} (confidence ${Math.round(response.confidence * 100)}%).`;
+    corrected.querySelector("strong").textContent = response.corrected_query || "";
     heading.textContent = response.answerable ? heading.dataset.answers : heading.dataset.closest;
     list.replaceChildren(...response.results.map((r) => resultItem(r, params.get("q"))));
     showCopyButtons();
