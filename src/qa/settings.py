@@ -60,7 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
             QUERY_ENCODERS),
     Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
             "Answer only when `confidence` (the calibrated probability that the documents answer, 0-1) reaches "
-            "this (default: the calibration's threshold, 0.65 as shipped; `qa tune` refits it, "
+            "this (default: the calibration's threshold, 0.50 as shipped; `qa tune` refits it, "
             "see docs/retrieval.md)."),
     Setting("rate_limit", "QA_RATE_LIMIT", None, str,
             "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
