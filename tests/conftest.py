@@ -207,3 +207,20 @@ def live_server(real_paths):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's) for the whole session: Playwright's sync API runs one at a time."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -23,24 +22,12 @@ expect = sync_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.model]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 VIEWPORTS = {"1440": {"width": 1440, "height": 900}, "375": {"width": 375, "height": 812}}
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 XSS = "<script>alert(1)</script>"
 UNANSWERABLE = "What is the recipe for chocolate cake?"
 DOCUMENT = "russian-iranian-relations"
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="session")
-def browser():
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @dataclass

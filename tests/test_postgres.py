@@ -231,7 +231,7 @@ def test_cli_build_publishes_and_stops_its_embedded_server(pg_tmp, monkeypatch):
     (corpus / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
     index = tmp_path / "index"
     build(corpus, index, FakeEmbedder())
-    monkeypatch.setattr("qa.cli.with_lock_build", lambda corpus, index: None)  # the file build would load the model
+    monkeypatch.setattr("qa.cli.build_under_lock", lambda corpus, index: None)  # the file build would load the model
     env = {"QA_CORPUS": str(corpus), "QA_INDEX": str(index), "QA_BACKEND": "postgres"}
     result = CliRunner().invoke(main, ["build"], env=env)
     assert result.exit_code == 0, result.output
