@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .rankers import Weights
+
 # The signals the model reads, by name (`Searcher.confidence_signals`): the top passage's best sentence cosine alone
 # calibrated best on dev under cross-validation (docs/retrieval.md); adding the passage cosine or MaxSim did not help.
 FEATURES = ("top_sentence",)
@@ -138,3 +140,14 @@ def load_calibration(folder: Path, name: str = CALIBRATION_FILE) -> Calibration:
     if len(calibration.coefficients) != len(calibration.features) or not set(calibration.features) <= set(SIGNALS):
         raise ValueError(f"{path}: coefficients must match features, which must be among {', '.join(SIGNALS)}")
     return calibration
+
+
+def load_weights(folder: Path, name: str = CALIBRATION_FILE) -> Weights:
+    """The ranking weights `qa tune` saved with the calibration, else the shipped ones."""
+    path = folder / name
+    if not path.is_file():
+        return Weights()
+    saved = json.loads(path.read_text(encoding="utf-8")).get("weights")
+    if not saved:
+        return Weights()
+    return Weights(passage=float(saved["passage"]), section=float(saved["section"]), dense=float(saved["dense"]))

@@ -14,12 +14,11 @@ import weakref
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
-from .confidence import Calibration, load_calibration
+from .confidence import Calibration, load_calibration, load_weights
 from .embedding import DIMENSION, MODEL_ID, Embedder, SentenceTransformerEmbedder, model_version
 from .index import Index, IndexUnavailable, load, pointer_stamp, stale_reasons
 from .postgres_store import DatabaseUnavailable, PostgresBackend
 from .search import Searcher
-from .tuning import load_weights
 
 log = logging.getLogger(__name__)
 

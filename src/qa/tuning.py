@@ -13,13 +13,11 @@ its top result and whether it has evidence make one example; the calibration is 
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
-from .confidence import CALIBRATION_FILE, brier, calibrate, probabilities, reliability
+from .confidence import brier, calibrate, probabilities, reliability
 from .evaluation import evidence_spans, hit_flags
 from .search import Searcher, Weights, validate
 
@@ -67,17 +65,6 @@ def choose_weights(rr: np.ndarray, folds: int = FOLDS, seed: int = 0) -> tuple[i
 
 def ranking_figures(rr: np.ndarray) -> dict:
     return {"hit@1": round(float((rr == 1).mean()), 3), "mrr@10": round(float(rr.mean()), 3)}
-
-
-def load_weights(folder: Path, name: str = CALIBRATION_FILE) -> Weights:
-    """The ranking weights `qa tune` saved with the calibration, else the shipped ones."""
-    path = folder / name
-    if not path.is_file():
-        return Weights()
-    saved = json.loads(path.read_text(encoding="utf-8")).get("weights")
-    if not saved:
-        return Weights()
-    return Weights(passage=float(saved["passage"]), section=float(saved["section"]), dense=float(saved["dense"]))
 
 
 def question_signals(searcher: Searcher, items: list[dict], features: tuple[str, ...]
