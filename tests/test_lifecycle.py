@@ -278,3 +278,32 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(own_server):
     assert soak.normal_answers(own_server.base, paths) == 20
     print(f"SIGKILL: {len(load.outcomes)} requests, {len(failures)} failed (in flight on the killed worker)")
 
+
+
+def test_the_watcher_outlives_an_unreachable_database(monkeypatch):
+    """The thread that notices new builds keeps watching while the database is down (requests answer 503 meanwhile),
+    and ends once its holder is gone."""
+    import weakref
+
+    from qa import engine
+    from qa.index import IndexUnavailable
+
+    class DownThenUp:
+        checks = 0
+
+        def refresh(self) -> None:
+            DownThenUp.checks += 1
+            if DownThenUp.checks <= 3:
+                raise IndexUnavailable("database at … is unreachable")
+
+    monkeypatch.setattr(engine, "RELOAD_CHECK_SECONDS", 0.01)
+    holder = DownThenUp()
+    watcher = threading.Thread(target=engine.watch, args=(weakref.ref(holder),), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 5
+    while DownThenUp.checks < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert DownThenUp.checks >= 5 and watcher.is_alive()  # past three failed checks, still checking
+    del holder
+    watcher.join(timeout=5)
+    assert not watcher.is_alive()

@@ -47,3 +47,14 @@ def test_qa_serve_says_plainly_that_it_builds_first(tmp_path, tiny_corpus, monke
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [f"no index yet in {index}/: building it now"]
     assert built == [str(index)] and served
+
+
+def test_plain_search_output_says_what_was_searched_after_a_correction(runner, monkeypatch):
+    monkeypatch.setattr("qa.engine.MODEL_ID", FakeEmbedder.model_id)  # the tiny index is the fake model's
+    monkeypatch.setattr("qa.engine.installed_model_version", lambda index: FakeEmbedder.model_version)
+    monkeypatch.setattr("qa.engine.load_embedder", lambda index, *settings: FakeEmbedder())
+    result = runner.invoke(main, ["search", "-k", "1", "how much water does the amazn carry"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Showing results for: how much water does the amazon carry\n")
+    clean = runner.invoke(main, ["search", "-k", "1", "how much water does the amazon carry"])
+    assert "Showing results for" not in clean.stdout

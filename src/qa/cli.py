@@ -100,7 +100,8 @@ def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
 def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc=f"embedding {label}", unit="batch", file=sys.stderr, leave=False)
+    return tqdm(items, total=total, desc=f"embedding {label}", unit="batch", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())  # a bar for a person at a terminal, not for a log file
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -206,6 +207,8 @@ def open_for_cli(settings: Settings):
 
 
 def print_plain(response: dict) -> None:
+    if response.get("corrected_query"):
+        click.echo(f"Showing results for: {response['corrected_query']}\n")
     if not response["answerable"]:
         click.echo("The document does not seem to answer this. Closest passages:\n")
     for r in response["results"]:

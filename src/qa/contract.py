@@ -88,13 +88,13 @@ class Result(Shape):
     section: str
     chunk: int = Field(ge=0)
     paragraph: int = Field(ge=1)
+    page: int | None = Field(None, ge=1, description="For a paged document (PDF): the 1-based page where the "
+                                                     "passage starts.")
+    page_end: int | None = Field(None, ge=1, description="The last page, when the passage runs onto a later page.")
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     text: str
     highlights: list[Span]
-    page: int | None = Field(None, ge=1, description="For a paged document (PDF): the 1-based page where the "
-                                                     "passage starts.")
-    page_end: int | None = Field(None, ge=1, description="The last page, when the passage runs onto a later page.")
 
 
 class IndexStamp(Shape):

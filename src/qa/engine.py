@@ -200,6 +200,9 @@ def watch(holder: weakref.ref[IndexHolder]) -> None:
     """Check for a new build every RELOAD_CHECK_SECONDS for as long as the holder exists, so that an idle server
     switches within a second of a build going live, not at its next request."""
     while (alive := holder()) is not None:
-        alive.refresh()
+        try:
+            alive.refresh()
+        except IndexUnavailable:  # the database unreachable: requests answer 503 meanwhile; ask again next time
+            pass
         del alive  # hold no reference while sleeping, or the holder could never be collected
         time.sleep(RELOAD_CHECK_SECONDS)
