@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from qa.index import (POINTER, IndexUnavailable, build, chunking_params, embedded_sentence_spans, embedded_text,
-                      live_build, load, stale_reasons)
+from qa.index import (POINTER, IndexUnavailable, _batches, build, chunking_params, embedded_sentence_spans,
+                      embedded_text, live_build, load, stale_reasons)
 
 from conftest import FakeEmbedder
 
@@ -25,6 +25,9 @@ class InContextEmbedder(FakeEmbedder):
 
     def encode_in_context(self, texts, spans):
         return self.encode(texts), [self.encode([f"{t[a:b]} {t}" for a, b in s]) for t, s in zip(texts, spans)]
+
+    def token_counts(self, texts):
+        return [len(t.split()) for t in texts]
 
 
 def fresh(index, corpus, embedder):
@@ -106,6 +109,18 @@ def test_highlight_vectors_are_sentences_read_in_context_and_survive_an_incremen
     incremental, scratch = load(tmp_path / "index"), load(tmp_path / "scratch")
     for name in ("vectors", "sentence_vectors", "highlight_vectors"):
         np.testing.assert_array_equal(getattr(incremental, name), getattr(scratch, name))
+
+
+def test_batches_group_texts_by_the_tokens_the_encoder_reads(fake_embedder):
+    """Texts whose lengths in characters and in tokens disagree are grouped by tokens where the encoder counts
+    them; a batch is padded to its longest text."""
+    texts = ["a b c d e f", "abcdefghijklmnopqrstuvwxyz", "a b", "abcdefghijklmnopqrstuvwxyz0123 x", "a b c d"]
+
+    def batches(embedder):
+        return list(_batches(embedder, texts, lambda items, total, label: items, "test", batch=2))
+
+    assert batches(InContextEmbedder()) == [[1, 2], [3, 4], [0]]  # 1, 2, 2, 4, 6 words
+    assert batches(fake_embedder) == [[2, 4], [0, 1], [3]]  # no token counts: by characters
 
 
 def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):

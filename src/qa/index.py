@@ -261,9 +261,12 @@ def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
     return items
 
 
-def _batches(texts: list[str], progress: Progress, label: str, batch: int = 32) -> Iterator[list[int]]:
-    """Positions of `texts` in batches of similar length: a batch is padded to its longest text."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: str, batch: int = 32
+             ) -> Iterator[list[int]]:
+    """Positions of `texts` in batches of similar length: a batch is padded to its longest text, so texts are
+    grouped by the number of tokens the encoder reads (by characters where the embedder does not say)."""
+    lengths = embedder.token_counts(texts) if isinstance(embedder, SpanEmbedder) else [len(t) for t in texts]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
     for i in progress(range(0, len(texts), batch), (len(texts) + batch - 1) // batch, label):
         yield order[i:i + batch]
 
@@ -271,7 +274,7 @@ def _batches(texts: list[str], progress: Progress, label: str, batch: int = 32) 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress, label: str) -> np.ndarray:
     """Vectors of `texts`, in order."""
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    for positions in _batches(texts, progress, label):
+    for positions in _batches(embedder, texts, progress, label):
         vectors[positions] = embedder.encode([texts[j] for j in positions], batch_size=len(positions))
     return vectors
 
@@ -288,7 +291,7 @@ def _embed_passages(embedder: Embedder, chunks: list[Chunk], progress: Progress)
         return _embed(embedder, texts, progress, "passages"), None
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
     highlights: list = [None] * len(texts)
-    for positions in _batches(texts, progress, "passages"):
+    for positions in _batches(embedder, texts, progress, "passages"):
         vectors[positions], spans = embedder.encode_in_context(
             [texts[j] for j in positions], [embedded_sentence_spans(chunks[j]) for j in positions])
         for j, span_vectors in zip(positions, spans):
