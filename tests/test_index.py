@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from qa.index import (POINTER, IndexUnavailable, _batches, build, chunking_params, embedded_sentence_spans,
-                      embedded_text, live_build, load, stale_reasons)
+from qa.index import (POINTER, VECTOR_FILES, IndexUnavailable, _batches, build, chunking_params,
+                      embedded_sentence_spans, embedded_text, live_build, load, stale_reasons)
 
 from conftest import FakeEmbedder
 
@@ -126,6 +126,15 @@ def test_batches_group_texts_by_the_tokens_the_encoder_reads(fake_embedder):
 def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):
     index = load(tiny_index)
     np.testing.assert_array_equal(index.highlight_vectors, index.sentence_vectors)
+
+
+def test_load_maps_the_vectors_read_only_from_their_files(tiny_index):
+    """Mapped, not read: every process that opens the build shares the same pages of the page cache."""
+    index = load(tiny_index)
+    for name, array in zip(VECTOR_FILES, (index.vectors, index.sentence_vectors, index.highlight_vectors)):
+        assert isinstance(array.base, np.memmap) and array.base.filename == index.path / name
+        assert not array.flags.writeable
+    np.testing.assert_array_equal(index.faiss_index.reconstruct_n(0, index.faiss_index.ntotal), index.vectors)
 
 
 def test_old_builds_are_pruned(tiny_corpus, tiny_index, fake_embedder):

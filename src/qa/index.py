@@ -27,6 +27,7 @@ from .embedding import Embedder, SpanEmbedder
 from .formats.layout import Paragraph, Section
 
 FORMAT_VERSION = 2  # 2: highlights.npy
+VECTOR_FILES = ("vectors.npy", "sentences.npy", "highlights.npy")  # passages, sentences alone, sentences in context
 POINTER = "CURRENT"
 BUILDS = "builds"
 LOCK_FILE = ".build.lock"
@@ -59,7 +60,7 @@ class BuildReport:
 
 @dataclass
 class Index:
-    """A loaded build: everything a search needs, in memory."""
+    """A loaded build: everything a search needs (the vectors and FAISS's copy of them mapped from their files)."""
 
     path: Path
     manifest: dict
@@ -196,10 +197,8 @@ def load(index_dir: Path) -> Index:
         chunks = [Chunk.from_record(r) for r in records]
         docs = json.loads((build / "documents.json").read_text(encoding="utf-8"))
         documents = {r["id"]: document_from_record(r) for r in docs}
-        vectors = np.load(build / "vectors.npy")
-        sentence_vectors = np.load(build / "sentences.npy")
-        highlight_vectors = np.load(build / "highlights.npy")
-        faiss_index = faiss.read_index(str(build / "faiss.index"))
+        vectors, sentence_vectors, highlight_vectors = (mapped(build / name) for name in VECTOR_FILES)
+        faiss_index = faiss.read_index(str(build / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(f"index at {build} is damaged ({type(exc).__name__}); run `qa build`") from exc
     counts = [len(c.sentences) for c in chunks]
@@ -210,6 +209,12 @@ def load(index_dir: Path) -> Index:
         raise IndexUnavailable(f"index at {build} is inconsistent; run `qa build`")
     return Index(build, manifest, documents, chunks, vectors, sentence_vectors, highlight_vectors, offsets,
                  faiss_index, document_ranges(chunks))
+
+
+def mapped(path: Path) -> np.ndarray:
+    """A saved array mapped read-only from its file rather than read: the operating system pages it in as searches
+    touch it and shares those pages between every process that opens the same build (the server's workers)."""
+    return np.asarray(np.load(path, mmap_mode="r"))
 
 
 def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
@@ -364,13 +369,12 @@ def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.nda
                  model: dict, params: dict, extras: Callable[[Path], dict] | None,
                  skipped: list[SkippedFile]) -> None:
     """Write every file of a build into `staging` and flush it to disk."""
-    passages, sentences, highlights = vectors
+    passages = vectors[0]
     chunks, documents = planned.chunks, planned.documents
     _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
     _write_json(staging / "documents.json", [document_record(d) for d in documents])
-    np.save(staging / "vectors.npy", passages)
-    np.save(staging / "sentences.npy", sentences)
-    np.save(staging / "highlights.npy", highlights)
+    for name, array in zip(VECTOR_FILES, vectors):
+        np.save(staging / name, array)
     faiss.write_index(make_faiss_index(passages), str(staging / "faiss.index"))
     manifest = {
         "format_version": FORMAT_VERSION,
