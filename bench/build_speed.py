@@ -3,8 +3,8 @@
     python bench/build_speed.py [--corpus FOLDER] [--limit N] [--json PATH]
 
 In one process and one run it (1) reads and chunks the corpus as the build does, (2) runs the floor: the build's
-own ONNX export and threads (every core) over every passage's embedded text once, in batches of 32 grouped by
-token length, with nothing else (no pooling, no sentences, no files), and (3) builds the corpus from scratch into a
+own ONNX export and threads (every core) over every passage's embedded text once, in batches grouped by token
+count, with nothing else (no pooling, no sentences, no files), and (3) builds the corpus from scratch into a
 temporary index with `index.build` and the encoder `qa build` uses. Both rates count the same tokens (the passages'
 real tokens, no padding), so their ratio is the build's efficiency; the build's embedding stages (passages,
 sentences) are timed apart through its progress callback. CPU time is the process's user + system time (the
@@ -36,7 +36,7 @@ from qa.documents import scan_corpus  # noqa: E402
 from qa.index import build, embedded_text  # noqa: E402
 from qa.onnx_embedding import OnnxEmbedder  # noqa: E402
 
-BATCH = 32
+BATCH_TOKENS = 1024  # padded tokens per call: the fastest measured (see index.BATCH_TOKENS)
 
 
 @dataclass
@@ -68,11 +68,17 @@ def token_counts(embedder: OnnxEmbedder, texts: list[str]) -> list[int]:
 
 
 def floor_pass(embedder: OnnxEmbedder, texts: list[str], counts: list[int]) -> Timing:
-    """One bare encoder pass over `texts`: tokenize and run the graph, batches grouped by token length."""
-    order = sorted(range(len(texts)), key=counts.__getitem__)
+    """One bare encoder pass over `texts`: tokenize and run the graph, in batches of up to `BATCH_TOKENS` padded
+    tokens grouped by token count."""
+    batches: list[list[int]] = []
+    for position in sorted(range(len(texts)), key=counts.__getitem__):
+        if batches and (len(batches[-1]) + 1) * counts[position] <= BATCH_TOKENS:
+            batches[-1].append(position)
+        else:
+            batches.append([position])
     with timed() as timing:
-        for i in range(0, len(order), BATCH):
-            embedder._run([texts[j] for j in order[i:i + BATCH]])
+        for batch in batches:
+            embedder._run([texts[j] for j in batch])
     return timing
 
 
@@ -95,7 +101,7 @@ def measure(corpus: Path) -> dict:
             raise SystemExit("the model could not be exported to ONNX: no floor to measure")
         counts = token_counts(embedder, texts)
         tokens = sum(counts)
-        embedder.encode(texts[:BATCH])  # warm both the same way
+        embedder.encode(texts[:32])  # warm both the same way
         floor = floor_pass(embedder, texts, counts)
         clock = StageClock()
         with timed() as whole:

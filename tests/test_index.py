@@ -113,19 +113,15 @@ def test_highlight_vectors_are_sentences_read_in_context_and_survive_an_incremen
 
 def test_batches_group_texts_by_the_tokens_the_encoder_reads(fake_embedder):
     """Texts whose lengths in characters and in tokens disagree are grouped by tokens where the encoder counts
-    them; a batch is padded to its longest text."""
-    texts = ["a b c d e f", "abcdefghijklmnopqrstuvwxyz", "a b", "abcdefghijklmnopqrstuvwxyz0123 x", "a b c d"]
+    them, each batch within the budget of padded tokens (a batch is padded to its longest text)."""
+    texts = ["a b c d e f", "abcdefghijklmnopqrstuvwxyz", "a b", "abcdefghijklmnopqrstuvwxyz0123 x", "a b c d",
+             "a b c d e f g h i"]
 
     def batches(embedder):
-        return list(_batches(embedder, texts, lambda items, total, label: items, "test", batch=2))
+        return list(_batches(embedder, texts, lambda items, total, label: items, "test", budget=4))
 
-    assert batches(InContextEmbedder()) == [[1, 2], [3, 4], [0]]  # 1, 2, 2, 4, 6 words
-    assert batches(fake_embedder) == [[2, 4], [0, 1], [3]]  # no token counts: by characters
-
-
-def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):
-    index = load(tiny_index)
-    np.testing.assert_array_equal(index.highlight_vectors, index.sentence_vectors)
+    assert batches(InContextEmbedder()) == [[1, 2], [3], [4], [0], [5]]  # 1, 2, 2, 4, 6, 9 words
+    assert batches(fake_embedder) == [[2, 4, 0, 5, 1, 3]]  # no token counts: by characters, 32 a batch
 
 
 def test_load_maps_the_vectors_read_only_from_their_files(tiny_index):

@@ -37,6 +37,10 @@ KEEP_BUILDS = 2  # the live build and the one before it, which a server may stil
 # over OpenMP threads, which on a busy machine costs tens of milliseconds; HNSW stays well under a millisecond.
 APPROXIMATE_ABOVE = 8_000
 
+# Padded tokens per encoder call in a build. Measured on the passages and sentences of 5 QASPER papers (2 cores):
+# 512-2,048 tokens a call took 10-20% less CPU than 32 texts a call (up to 8,192 tokens) and than 8,192-16,384.
+BATCH_TOKENS = 1024
+
 MANIFEST_KEYS = frozenset({"model", "dimension", "chunking", "files", "documents", "chunks", "built_at"})
 
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -266,14 +270,26 @@ def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
     return items
 
 
-def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: str, batch: int = 32
+def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: str, budget: int = BATCH_TOKENS
              ) -> Iterator[list[int]]:
-    """Positions of `texts` in batches of similar length: a batch is padded to its longest text, so texts are
-    grouped by the number of tokens the encoder reads (by characters where the embedder does not say)."""
-    lengths = embedder.token_counts(texts) if isinstance(embedder, SpanEmbedder) else [len(t) for t in texts]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
-    for i in progress(range(0, len(texts), batch), (len(texts) + batch - 1) // batch, label):
-        yield order[i:i + batch]
+    """Positions of `texts` in batches of similar length, shortest first: a batch is padded to its longest text.
+
+    Where the embedder counts the tokens it reads, texts are grouped by that count and a batch holds up to `budget`
+    padded tokens (many short sentences, few long passages); otherwise by characters, 32 texts a batch.
+    """
+    if isinstance(embedder, SpanEmbedder):
+        tokens = embedder.token_counts(texts)
+        order = sorted(range(len(texts)), key=tokens.__getitem__)
+        groups: list[list[int]] = []
+        for position in order:
+            if groups and (len(groups[-1]) + 1) * tokens[position] <= budget:
+                groups[-1].append(position)
+            else:
+                groups.append([position])
+    else:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        groups = [order[i:i + 32] for i in range(0, len(order), 32)]
+    yield from progress(groups, len(groups), label)
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress, label: str) -> np.ndarray:
