@@ -1,6 +1,6 @@
 """The build against its floor: tokens per second of `qa build` beside one bare encoder pass over the same passages.
 
-    python bench/build_speed.py [--corpus FOLDER] [--limit N] [--json PATH]
+    python bench/build_speed.py [--corpus FOLDER] [--limit N] [--index NEW_FOLDER] [--json PATH]
 
 In one process and one run it (1) reads and chunks the corpus as the build does, (2) runs the floor: the build's
 own ONNX export and threads (every core) over every passage's embedded text once, in batches grouped by token
@@ -94,7 +94,7 @@ class StageClock:
         self.stages[label] = timing
 
 
-def measure(corpus: Path) -> dict:
+def measure(corpus: Path, index_dir: Path | None = None) -> dict:
     texts = passage_texts(corpus)
     with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
         if not isinstance(embedder, OnnxEmbedder):
@@ -105,7 +105,7 @@ def measure(corpus: Path) -> dict:
         floor = floor_pass(embedder, texts, counts)
         clock = StageClock()
         with timed() as whole:
-            report = build(corpus, Path(tmp) / "index", embedder, progress=clock)
+            report = build(corpus, index_dir or Path(tmp) / "index", embedder, progress=clock)
         threads = embedder.session.get_session_options().intra_op_num_threads
     figures = {
         "corpus": str(corpus), "documents": len(report.added), "passages": len(texts), "tokens": tokens,
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     parser.add_argument("--limit", type=int, default=0, help="only the first N files of the corpus (by name)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--index", type=Path, help="build into this new folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.corpus
@@ -136,7 +137,9 @@ def main() -> None:
             corpus.mkdir()
             for path in sorted(p for p in args.corpus.iterdir() if p.is_file())[:args.limit]:
                 shutil.copyfile(path, corpus / path.name)
-        figures = measure(corpus)
+        if args.index and args.index.exists():
+            raise SystemExit(f"{args.index} exists: give a new folder")
+        figures = measure(corpus, args.index)
     width = max(map(len, figures))
     for name, value in figures.items():
         print(f"{name:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
