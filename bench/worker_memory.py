@@ -90,8 +90,8 @@ def measure(index_dir: Path) -> list[dict]:
     reports = []
     try:
         for _ in range(2):
-            child = subprocess.Popen([sys.executable, __file__, "--worker", str(index_dir)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+            child = subprocess.Popen([sys.executable, __file__, "--index", str(index_dir), "--worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             children.append(child)
             line = child.stdout.readline()  # type: ignore[union-attr]
             if not line:
@@ -109,10 +109,10 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--copies", type=int, default=0)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.index)
         return
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = args.index
