@@ -96,7 +96,7 @@ class StageClock:
 
 def measure(corpus: Path, index_dir: Path | None = None) -> dict:
     texts = passage_texts(corpus)
-    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
+    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, extras):
         if not isinstance(embedder, OnnxEmbedder):
             raise SystemExit("the model could not be exported to ONNX: no floor to measure")
         counts = token_counts(embedder, texts)
@@ -105,7 +105,7 @@ def measure(corpus: Path, index_dir: Path | None = None) -> dict:
         floor = floor_pass(embedder, texts, counts)
         clock = StageClock()
         with timed() as whole:
-            report = build(corpus, index_dir or Path(tmp) / "index", embedder, progress=clock)
+            report = build(corpus, index_dir or Path(tmp) / "index", embedder, progress=clock, extras=extras)
         threads = embedder.session.get_session_options().intra_op_num_threads
     figures = {
         "corpus": str(corpus), "documents": len(report.added), "passages": len(texts), "tokens": tokens,
