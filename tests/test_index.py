@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from qa.index import (POINTER, VECTOR_FILES, IndexUnavailable, _batches, build, chunking_params,
+from qa.index import (POINTER, STORED_DTYPES, VECTOR_FILES, IndexUnavailable, _batches, build, chunking_params,
                       embedded_sentence_spans, embedded_text, live_build, load, stale_reasons)
 
 from conftest import FakeEmbedder
@@ -124,11 +124,19 @@ def test_batches_group_texts_by_the_tokens_the_encoder_reads(fake_embedder):
     assert batches(fake_embedder) == [[2, 4, 0, 5, 1, 3]]  # no token counts: by characters, 32 a batch
 
 
+def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):
+    index = load(tiny_index)
+    assert index.highlight_vectors.dtype == np.float32 and index.sentence_vectors.dtype == np.float16
+    np.testing.assert_allclose(index.highlight_vectors, index.sentence_vectors, atol=1e-3)  # one in half precision
+
+
 def test_load_maps_the_vectors_read_only_from_their_files(tiny_index):
     """Mapped, not read: every process that opens the build shares the same pages of the page cache."""
     index = load(tiny_index)
-    for name, array in zip(VECTOR_FILES, (index.vectors, index.sentence_vectors, index.highlight_vectors)):
+    arrays = (index.vectors, index.sentence_vectors, index.highlight_vectors)
+    for name, array, dtype in zip(VECTOR_FILES, arrays, STORED_DTYPES):
         assert isinstance(array.base, np.memmap) and array.base.filename == index.path / name
+        assert array.dtype == dtype
         assert not array.flags.writeable
     np.testing.assert_array_equal(index.faiss_index.reconstruct_n(0, index.faiss_index.ntotal), index.vectors)
 

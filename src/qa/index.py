@@ -26,8 +26,11 @@ from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerp
 from .embedding import Embedder, SpanEmbedder
 from .formats.layout import Paragraph, Section
 
-FORMAT_VERSION = 2  # 2: highlights.npy
+FORMAT_VERSION = 3  # 2: highlights.npy; 3: sentences.npy in half precision
 VECTOR_FILES = ("vectors.npy", "sentences.npy", "highlights.npy")  # passages, sentences alone, sentences in context
+# Sentence vectors, the most rows, feed one ranking signal: half precision halves their file and pages with the same
+# evaluation figures (docs/benchmark.md). Passage vectors (FAISS, every signal) and highlights stay single.
+STORED_DTYPES = (np.float32, np.float16, np.float32)
 POINTER = "CURRENT"
 BUILDS = "builds"
 LOCK_FILE = ".build.lock"
@@ -71,7 +74,7 @@ class Index:
     documents: dict[str, Document]
     chunks: list[Chunk]
     vectors: np.ndarray  # (chunks, dim), unit length
-    sentence_vectors: np.ndarray  # (sentences, dim), rows in chunk order; each sentence embedded alone
+    sentence_vectors: np.ndarray  # (sentences, dim) float16, rows in chunk order; each sentence embedded alone
     highlight_vectors: np.ndarray  # like sentence_vectors, but each sentence read in its passage (see `build`)
     sentence_offsets: np.ndarray  # chunk i's sentences are rows sentence_offsets[i]:sentence_offsets[i+1]
     faiss_index: faiss.Index
@@ -389,8 +392,8 @@ def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.nda
     chunks, documents = planned.chunks, planned.documents
     _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
     _write_json(staging / "documents.json", [document_record(d) for d in documents])
-    for name, array in zip(VECTOR_FILES, vectors):
-        np.save(staging / name, array)
+    for name, array, dtype in zip(VECTOR_FILES, vectors, STORED_DTYPES):
+        np.save(staging / name, array.astype(dtype, copy=False))
     faiss.write_index(make_faiss_index(passages), str(staging / "faiss.index"))
     manifest = {
         "format_version": FORMAT_VERSION,
