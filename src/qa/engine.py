@@ -201,6 +201,9 @@ def watch(holder: weakref.ref[IndexHolder]) -> None:
     """Check for a new build every RELOAD_CHECK_SECONDS for as long as the holder exists, so that an idle server
     switches within a second of a build going live, not at its next request."""
     while (alive := holder()) is not None:
-        alive.refresh()
+        try:
+            alive.refresh()
+        except DatabaseUnavailable:  # the database is down: requests answer 503 meanwhile; check again later
+            pass
         del alive  # hold no reference while sleeping, or the holder could never be collected
         time.sleep(RELOAD_CHECK_SECONDS)
