@@ -1,10 +1,11 @@
 """What a second server worker costs: open time and memory of two processes that open the same live index.
 
-    python bench/worker_memory.py --index FOLDER [--copies N] [--json PATH]
+    python bench/worker_memory.py --index FOLDER [--copies N] [--questions JSONL] [--json PATH]
 
 Each worker is a child process that opens the live build as a server worker does (`engine.open_searcher`, one
 query thread), answers a few questions across the whole index (so the pages a search touches are resident), then
-reports its open time and memory from /proc/self/smaps_rollup and waits. The second worker starts while the first
+reports its open time, the in-process search time (p50, p99 over a second round of the questions, searched over
+the whole index) and memory from /proc/self/smaps_rollup, and waits. The second worker starts while the first
 is alive. RSS counts every resident page, shared or not; PSS divides shared pages among the processes mapping
 them; "private" is what the process alone holds, the memory a further worker adds.
 
@@ -42,16 +43,23 @@ def memory_mb() -> dict[str, float]:
             "private_mb": (kb("Private_Clean") + kb("Private_Dirty")) / 1024}
 
 
-def worker(index_dir: Path) -> None:
-    """The child: open, search, report one JSON line, wait for the parent to close stdin."""
+def worker(index_dir: Path, questions: list[str]) -> None:
+    """The child: open, search every question twice (the second round timed), report one JSON line, wait for the
+    parent to close stdin."""
     from qa.engine import open_searcher
 
     began = time.perf_counter()
     searcher = open_searcher(index_dir)
     opened = time.perf_counter() - began
-    for question in QUESTIONS:
+    for question in questions:
         searcher.search(question, 10)
-    print(json.dumps({"open_s": opened, "chunks": len(searcher.index.chunks), **memory_mb()}), flush=True)
+    took = []
+    for question in questions:
+        began = time.perf_counter()
+        searcher.search(question, 10)
+        took.append((time.perf_counter() - began) * 1000)
+    print(json.dumps({"open_s": opened, "chunks": len(searcher.index.chunks), "search_p50_ms": np.median(took),
+                      "search_p99_ms": np.percentile(took, 99), **memory_mb()}), flush=True)
     sys.stdin.read()
 
 
@@ -85,13 +93,14 @@ def replicate(source: Path, target: Path, copies: int) -> None:
         make_live(target, staging, build_id)
 
 
-def measure(index_dir: Path) -> list[dict]:
+def measure(index_dir: Path, questions: Path | None) -> list[dict]:
     children = []
     reports = []
     try:
         for _ in range(2):
-            child = subprocess.Popen([sys.executable, __file__, "--index", str(index_dir), "--worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            command = [sys.executable, __file__, "--index", str(index_dir), "--worker"]
+            command += ["--questions", str(questions)] if questions else []
+            child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             children.append(child)
             line = child.stdout.readline()  # type: ignore[union-attr]
             if not line:
@@ -109,20 +118,23 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--copies", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--questions", type=Path, help="JSONL with a `question` per line (default: 4 built in)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.index)
+        lines = args.questions.read_text(encoding="utf-8").splitlines() if args.questions else []
+        worker(args.index, [json.loads(line)["question"] for line in lines if line.strip()] or list(QUESTIONS))
         return
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = args.index
         if args.copies:
             index_dir = Path(tmp) / "index"
             replicate(args.index, index_dir, args.copies)
-        reports = measure(index_dir)
+        reports = measure(index_dir, args.questions)
     for n, report in enumerate(reports, 1):
         print(f"worker {n}: {report['chunks']} passages, open {report['open_s']:.2f} s, RSS {report['rss_mb']:.0f} MB, "
-              f"PSS {report['pss_mb']:.0f} MB, private {report['private_mb']:.0f} MB")
+              f"PSS {report['pss_mb']:.0f} MB, private {report['private_mb']:.0f} MB, "
+              f"search p50 {report['search_p50_ms']:.1f} ms, p99 {report['search_p99_ms']:.1f} ms")
     second, first = reports[1], reports[0]
     print(f"second worker's private memory / first's RSS: {second['private_mb'] / first['rss_mb']:.2f}")
     if args.json:
