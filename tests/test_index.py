@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from qa.index import (POINTER, IndexUnavailable, build, chunking_params, embedded_sentence_spans, embedded_text,
-                      live_build, load, stale_reasons)
+from qa.index import (POINTER, STORED_DTYPES, VECTOR_FILES, IndexUnavailable, _batches, build, chunking_params,
+                      embedded_sentence_spans, embedded_text, live_build, load, stale_reasons)
 
 from conftest import FakeEmbedder
 
@@ -25,6 +25,9 @@ class InContextEmbedder(FakeEmbedder):
 
     def encode_in_context(self, texts, spans):
         return self.encode(texts), [self.encode([f"{t[a:b]} {t}" for a, b in s]) for t, s in zip(texts, spans)]
+
+    def token_counts(self, texts):
+        return [len(t.split()) for t in texts]
 
 
 def fresh(index, corpus, embedder):
@@ -108,9 +111,34 @@ def test_highlight_vectors_are_sentences_read_in_context_and_survive_an_incremen
         np.testing.assert_array_equal(getattr(incremental, name), getattr(scratch, name))
 
 
+def test_batches_group_texts_by_the_tokens_the_encoder_reads(fake_embedder):
+    """Texts whose lengths in characters and in tokens disagree are grouped by tokens where the encoder counts
+    them, each batch within the budget of padded tokens (a batch is padded to its longest text)."""
+    texts = ["a b c d e f", "abcdefghijklmnopqrstuvwxyz", "a b", "abcdefghijklmnopqrstuvwxyz0123 x", "a b c d",
+             "a b c d e f g h i"]
+
+    def batches(embedder):
+        return list(_batches(embedder, texts, lambda items, total, label: items, "test", budget=4))
+
+    assert batches(InContextEmbedder()) == [[1, 2], [3], [4], [0], [5]]  # 1, 2, 2, 4, 6, 9 words
+    assert batches(fake_embedder) == [[2, 4, 0, 5, 1, 3]]  # no token counts: by characters, 32 a batch
+
+
 def test_without_an_in_context_reading_highlight_vectors_are_the_sentence_vectors(tiny_index):
     index = load(tiny_index)
-    np.testing.assert_array_equal(index.highlight_vectors, index.sentence_vectors)
+    assert index.highlight_vectors.dtype == np.float32 and index.sentence_vectors.dtype == np.float16
+    np.testing.assert_allclose(index.highlight_vectors, index.sentence_vectors, atol=1e-3)  # one in half precision
+
+
+def test_load_maps_the_vectors_read_only_from_their_files(tiny_index):
+    """Mapped, not read: every process that opens the build shares the same pages of the page cache."""
+    index = load(tiny_index)
+    arrays = (index.vectors, index.sentence_vectors, index.highlight_vectors)
+    for name, array, dtype in zip(VECTOR_FILES, arrays, STORED_DTYPES):
+        assert isinstance(array.base, np.memmap) and array.base.filename == index.path / name
+        assert array.dtype == dtype
+        assert not array.flags.writeable
+    np.testing.assert_array_equal(index.faiss_index.reconstruct_n(0, index.faiss_index.ntotal), index.vectors)
 
 
 def test_old_builds_are_pruned(tiny_corpus, tiny_index, fake_embedder):

@@ -103,6 +103,8 @@ def test_spans_read_in_context_match_sentence_transformers_token_states(real_emb
     assert float(in_context[0] @ in_context[1]) < 0.99  # two sentences, two readings
     assert none.shape == (0, onnx_embedder.dimension)
     assert float(cut[0] @ vectors[2]) < 0.99 and float(cut[1] @ vectors[2]) >= MIN_COSINE  # truncated: the text's
+    # what the build groups batches by: the word pieces read, [CLS] and [SEP] included, truncation applied
+    assert onnx_embedder.token_counts(["Iran", "Arms Sales.", long_text]) == [3, 5, 256]
 
 
 @pytest.mark.model

@@ -39,6 +39,10 @@ class SpanEmbedder(Embedder, Protocol):
         """The vectors of `texts` and, from the same pass, of each text's character spans read in its context."""
         ...
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens the encoder reads of each text: what a batch of texts costs."""
+        ...
+
 
 def model_version() -> str:
     return f"{MODEL_PACKAGE}=={version(MODEL_PACKAGE)}"

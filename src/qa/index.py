@@ -26,7 +26,11 @@ from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerp
 from .embedding import Embedder, SpanEmbedder
 from .formats.layout import Paragraph, Section
 
-FORMAT_VERSION = 2  # 2: highlights.npy
+FORMAT_VERSION = 3  # 2: highlights.npy; 3: sentences.npy in half precision
+VECTOR_FILES = ("vectors.npy", "sentences.npy", "highlights.npy")  # passages, sentences alone, sentences in context
+# Sentence vectors, the most rows, feed one ranking signal: half precision halves their file and pages with the same
+# evaluation figures (docs/benchmark.md). Passage vectors (FAISS, every signal) and highlights stay single.
+STORED_DTYPES = (np.float32, np.float16, np.float32)
 POINTER = "CURRENT"
 BUILDS = "builds"
 LOCK_FILE = ".build.lock"
@@ -35,6 +39,10 @@ KEEP_BUILDS = 2  # the live build and the one before it, which a server may stil
 # flat query costs ~0.03 ms per 1,000 vectors single-threaded, but from ~10,000 vectors FAISS splits a single query
 # over OpenMP threads, which on a busy machine costs tens of milliseconds; HNSW stays well under a millisecond.
 APPROXIMATE_ABOVE = 8_000
+
+# Padded tokens per encoder call in a build. Measured on the passages and sentences of 5 QASPER papers (2 cores):
+# 512-2,048 tokens a call took 10-20% less CPU than 32 texts a call (up to 8,192 tokens) and than 8,192-16,384.
+BATCH_TOKENS = 1024
 
 MANIFEST_KEYS = frozenset({"model", "dimension", "chunking", "files", "documents", "chunks", "built_at"})
 
@@ -59,14 +67,14 @@ class BuildReport:
 
 @dataclass
 class Index:
-    """A loaded build: everything a search needs, in memory."""
+    """A loaded build: everything a search needs (the vectors and FAISS's copy of them mapped from their files)."""
 
     path: Path
     manifest: dict
     documents: dict[str, Document]
     chunks: list[Chunk]
     vectors: np.ndarray  # (chunks, dim), unit length
-    sentence_vectors: np.ndarray  # (sentences, dim), rows in chunk order; each sentence embedded alone
+    sentence_vectors: np.ndarray  # (sentences, dim) float16, rows in chunk order; each sentence embedded alone
     highlight_vectors: np.ndarray  # like sentence_vectors, but each sentence read in its passage (see `build`)
     sentence_offsets: np.ndarray  # chunk i's sentences are rows sentence_offsets[i]:sentence_offsets[i+1]
     faiss_index: faiss.Index
@@ -196,10 +204,8 @@ def load(index_dir: Path) -> Index:
         chunks = [Chunk.from_record(r) for r in records]
         docs = json.loads((build / "documents.json").read_text(encoding="utf-8"))
         documents = {r["id"]: document_from_record(r) for r in docs}
-        vectors = np.load(build / "vectors.npy")
-        sentence_vectors = np.load(build / "sentences.npy")
-        highlight_vectors = np.load(build / "highlights.npy")
-        faiss_index = faiss.read_index(str(build / "faiss.index"))
+        vectors, sentence_vectors, highlight_vectors = (mapped(build / name) for name in VECTOR_FILES)
+        faiss_index = faiss.read_index(str(build / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(f"index at {build} is damaged ({type(exc).__name__}); run `qa build`") from exc
     counts = [len(c.sentences) for c in chunks]
@@ -210,6 +216,12 @@ def load(index_dir: Path) -> Index:
         raise IndexUnavailable(f"index at {build} is inconsistent; run `qa build`")
     return Index(build, manifest, documents, chunks, vectors, sentence_vectors, highlight_vectors, offsets,
                  faiss_index, document_ranges(chunks))
+
+
+def mapped(path: Path) -> np.ndarray:
+    """A saved array mapped read-only from its file rather than read: the operating system pages it in as searches
+    touch it and shares those pages between every process that opens the same build (the server's workers)."""
+    return np.asarray(np.load(path, mmap_mode="r"))
 
 
 def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
@@ -261,17 +273,32 @@ def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
     return items
 
 
-def _batches(texts: list[str], progress: Progress, label: str, batch: int = 32) -> Iterator[list[int]]:
-    """Positions of `texts` in batches of similar length: a batch is padded to its longest text."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for i in progress(range(0, len(texts), batch), (len(texts) + batch - 1) // batch, label):
-        yield order[i:i + batch]
+def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: str, budget: int = BATCH_TOKENS
+             ) -> Iterator[list[int]]:
+    """Positions of `texts` in batches of similar length, shortest first: a batch is padded to its longest text.
+
+    Where the embedder counts the tokens it reads, texts are grouped by that count and a batch holds up to `budget`
+    padded tokens (many short sentences, few long passages); otherwise by characters, 32 texts a batch.
+    """
+    if isinstance(embedder, SpanEmbedder):
+        tokens = embedder.token_counts(texts)
+        order = sorted(range(len(texts)), key=tokens.__getitem__)
+        groups: list[list[int]] = []
+        for position in order:
+            if groups and (len(groups[-1]) + 1) * tokens[position] <= budget:
+                groups[-1].append(position)
+            else:
+                groups.append([position])
+    else:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        groups = [order[i:i + 32] for i in range(0, len(order), 32)]
+    yield from progress(groups, len(groups), label)
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress, label: str) -> np.ndarray:
     """Vectors of `texts`, in order."""
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    for positions in _batches(texts, progress, label):
+    for positions in _batches(embedder, texts, progress, label):
         vectors[positions] = embedder.encode([texts[j] for j in positions], batch_size=len(positions))
     return vectors
 
@@ -288,7 +315,7 @@ def _embed_passages(embedder: Embedder, chunks: list[Chunk], progress: Progress)
         return _embed(embedder, texts, progress, "passages"), None
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
     highlights: list = [None] * len(texts)
-    for positions in _batches(texts, progress, "passages"):
+    for positions in _batches(embedder, texts, progress, "passages"):
         vectors[positions], spans = embedder.encode_in_context(
             [texts[j] for j in positions], [embedded_sentence_spans(chunks[j]) for j in positions])
         for j, span_vectors in zip(positions, spans):
@@ -361,13 +388,12 @@ def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.nda
                  model: dict, params: dict, extras: Callable[[Path], dict] | None,
                  skipped: list[SkippedFile]) -> None:
     """Write every file of a build into `staging` and flush it to disk."""
-    passages, sentences, highlights = vectors
+    passages = vectors[0]
     chunks, documents = planned.chunks, planned.documents
     _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
     _write_json(staging / "documents.json", [document_record(d) for d in documents])
-    np.save(staging / "vectors.npy", passages)
-    np.save(staging / "sentences.npy", sentences)
-    np.save(staging / "highlights.npy", highlights)
+    for name, array, dtype in zip(VECTOR_FILES, vectors, STORED_DTYPES):
+        np.save(staging / name, array.astype(dtype, copy=False))
     faiss.write_index(make_faiss_index(passages), str(staging / "faiss.index"))
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -108,11 +108,13 @@ class OnnxEmbedder:
             offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
             real = (offsets[:, 1] > offsets[:, 0]) & (mask[row] == 1)  # not [CLS], [SEP] or padding
             starts, ends = np.array(text_spans, dtype=np.int64).reshape(-1, 2).T
-            inside = (real & (offsets[:, 0] >= starts[:, None]) & (offsets[:, 1] <= ends[:, None])).astype(np.int64)
-            pooled = mean_pool_normalize(np.broadcast_to(hidden[row], (len(text_spans),) + hidden[row].shape), inside)
-            pooled[inside.sum(axis=1) == 0] = vectors[row]
-            in_context.append(pooled)
+            inside = (real & (offsets[:, 0] >= starts[:, None]) & (offsets[:, 1] <= ends[:, None]))
+            in_context.append(span_means(hidden[row], inside, vectors[row]))
         return vectors, in_context
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens the encoder reads of each text (after truncation, without padding)."""
+        return [sum(encoding.attention_mask) for encoding in self.tokenizer.encode_batch(list(texts))]
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
@@ -127,3 +129,13 @@ def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
     norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
     return np.ascontiguousarray(pooled / norms, dtype=np.float32)
+
+
+def span_means(states: np.ndarray, inside: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The normalised mean of one text's token `states` (tokens x dim) over each span's tokens (`inside`: spans x
+    tokens, boolean), as one matrix product; a span with no token gets the `whole` text's vector."""
+    weights = inside.astype(np.float32)
+    sums = weights @ states
+    counts = weights.sum(axis=1, keepdims=True)
+    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return np.where(counts > 0, sums / norms, whole[None, :]).astype(np.float32)

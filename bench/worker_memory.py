@@ -1,0 +1,145 @@
+"""What a second server worker costs: open time and memory of two processes that open the same live index.
+
+    python bench/worker_memory.py --index FOLDER [--copies N] [--questions JSONL] [--json PATH]
+
+Each worker is a child process that opens the live build as a server worker does (`engine.open_searcher`, one
+query thread), answers a few questions across the whole index (so the pages a search touches are resident), then
+reports its open time, the in-process search time (p50, p99 over a second round of the questions, searched over
+the whole index) and memory from /proc/self/smaps_rollup, and waits. The second worker starts while the first
+is alive. RSS counts every resident page, shared or not; PSS divides shared pages among the processes mapping
+them; "private" is what the process alone holds, the memory a further worker adds.
+
+With `--copies N`, the live build of `--index` is first replicated N times into a temporary index (each copy a
+document of its own, with its original's vectors: no embedding), to see how the figures grow with the corpus.
+It measures whichever `qa` is importable: run it with `PYTHONPATH=<checkout>/src` to compare two versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+QUESTIONS = ("When did Russia deliver the S-300 to Iran?", "What dataset is used for evaluation?",
+             "How does the model compare with the baseline?", "Which languages are covered?")
+
+
+def memory_mb() -> dict[str, float]:
+    text = Path("/proc/self/smaps_rollup").read_text(encoding="utf-8")
+
+    def kb(key: str) -> int:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+    return {"rss_mb": kb("Rss") / 1024, "pss_mb": kb("Pss") / 1024,
+            "private_mb": (kb("Private_Clean") + kb("Private_Dirty")) / 1024}
+
+
+def worker(index_dir: Path, questions: list[str]) -> None:
+    """The child: open, search every question twice (the second round timed), report one JSON line, wait for the
+    parent to close stdin."""
+    from qa.engine import open_searcher
+
+    began = time.perf_counter()
+    searcher = open_searcher(index_dir)
+    opened = time.perf_counter() - began
+    for question in questions:
+        searcher.search(question, 10)
+    took = []
+    for question in questions:
+        began = time.perf_counter()
+        searcher.search(question, 10)
+        took.append((time.perf_counter() - began) * 1000)
+    print(json.dumps({"open_s": opened, "chunks": len(searcher.index.chunks), "search_p50_ms": np.median(took),
+                      "search_p99_ms": np.percentile(took, 99), **memory_mb()}), flush=True)
+    sys.stdin.read()
+
+
+def replicate(source: Path, target: Path, copies: int) -> None:
+    """A build of `copies` copies of `source`'s live build, each document renamed, its vectors reused."""
+    from qa.index import Plan, build_lock, load, make_live, write_staged
+
+    index = load(source)
+    documents, chunks, parts = [], [], []
+    for k in range(copies):
+        for doc in index.documents.values():
+            first, last = index.document_ranges[doc.id]
+            copy = dataclasses.replace(doc, id=f"{doc.id}-{k}", path=f"copy-{k}/{doc.path}")
+            documents.append(copy)
+            chunks.extend(dataclasses.replace(c, document=copy.id) for c in index.chunks[first:last])
+            rows = slice(index.sentence_offsets[first], index.sentence_offsets[last])
+            parts.append((index.vectors[first:last], index.sentence_vectors[rows], index.highlight_vectors[rows]))
+    vectors = tuple(np.ascontiguousarray(np.concatenate([p[kind] for p in parts])) for kind in range(3))
+
+    def export(staging: Path) -> dict:
+        if (index.path / "onnx").is_dir():
+            shutil.copytree(index.path / "onnx", staging / "onnx")
+        return {key: index.manifest[key] for key in ("onnx",) if key in index.manifest}
+
+    build_id = f"replicated-{copies}"
+    with build_lock(target):
+        staging = target / "builds" / f".staging-{build_id}"
+        staging.mkdir(parents=True)
+        write_staged(staging, Plan(documents, chunks, list(parts)), vectors, index.manifest["model"],  # type: ignore[arg-type]
+                     index.manifest["chunking"], export, [])
+        make_live(target, staging, build_id)
+
+
+def measure(index_dir: Path, questions: Path | None) -> list[dict]:
+    children = []
+    reports = []
+    try:
+        for _ in range(2):
+            command = [sys.executable, __file__, "--index", str(index_dir), "--worker"]
+            command += ["--questions", str(questions)] if questions else []
+            child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            children.append(child)
+            line = child.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise SystemExit(f"worker failed to open {index_dir}")
+            reports.append(json.loads(line))
+    finally:
+        for child in children:
+            child.stdin.close()  # type: ignore[union-attr]
+            child.wait(timeout=60)
+    return reports
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--copies", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--questions", type=Path, help="JSONL with a `question` per line (default: 4 built in)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        lines = args.questions.read_text(encoding="utf-8").splitlines() if args.questions else []
+        worker(args.index, [json.loads(line)["question"] for line in lines if line.strip()] or list(QUESTIONS))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        index_dir = args.index
+        if args.copies:
+            index_dir = Path(tmp) / "index"
+            replicate(args.index, index_dir, args.copies)
+        reports = measure(index_dir, args.questions)
+    for n, report in enumerate(reports, 1):
+        print(f"worker {n}: {report['chunks']} passages, open {report['open_s']:.2f} s, RSS {report['rss_mb']:.0f} MB, "
+              f"PSS {report['pss_mb']:.0f} MB, private {report['private_mb']:.0f} MB, "
+              f"search p50 {report['search_p50_ms']:.1f} ms, p99 {report['search_p99_ms']:.1f} ms")
+    second, first = reports[1], reports[0]
+    print(f"second worker's private memory / first's RSS: {second['private_mb'] / first['rss_mb']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
