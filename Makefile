@@ -44,6 +44,7 @@ test-fast: install-test
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src
 	$(VENV)/bin/mypy src
 
 bench: install-test

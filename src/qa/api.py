@@ -65,8 +65,7 @@ def _query_string_params() -> dict:
     args = request.args
     if "q" not in args:
         raise QueryError(Q_REQUIRED)
-    return {"q": args["q"], "document": args.get("document") or None,
-            "k": contract.k_from_query_string(args.get("k"))}
+    return {"q": args["q"], "document": args.get("document") or None, "k": contract.k_from_query_string(args.get("k"))}
 
 
 def _json_body() -> object:
@@ -104,9 +103,13 @@ def _sections(doc: Document) -> list[contract.Section]:
 @bp.get("/documents")
 def documents():
     docs = searcher().index.documents.values()
-    return respond(contract.DocumentList(documents=[
-        contract.DocumentSummary(id=d.id, title=d.title, byline=d.byline, sections=_sections(d))
-        for d in docs]))
+    return respond(
+        contract.DocumentList(
+            documents=[
+                contract.DocumentSummary(id=d.id, title=d.title, byline=d.byline, sections=_sections(d)) for d in docs
+            ]
+        )
+    )
 
 
 @bp.get("/documents/<path:doc_id>")
@@ -115,8 +118,16 @@ def document(doc_id: str):
     doc = searcher().index.documents.get(doc_id)
     if doc is None:
         raise ApiError("not_found", f"no document {doc_id!r}")
-    return respond(contract.Document(id=doc.id, title=doc.title, byline=doc.byline, text=doc.text,
-                                     sections=_sections(doc), pages=list(doc.pages) or None))
+    return respond(
+        contract.Document(
+            id=doc.id,
+            title=doc.title,
+            byline=doc.byline,
+            text=doc.text,
+            sections=_sections(doc),
+            pages=list(doc.pages) or None,
+        )
+    )
 
 
 @bp.get("/health")
@@ -128,8 +139,14 @@ def health():
         detail = contract.ErrorDetail(code="index_unavailable", message=str(exc))
         return _error_response(contract.Unavailable(status="unavailable", error=detail), detail.code)
     refused = {"warning": holder.error} if holder.error else {}  # a newer build was refused; still serving this one
-    return respond(contract.Health(status="ok", index=contract.IndexSummary(**searcher.index.summary()),
-                                   query_encoder=searcher.embedder.encoder, **refused))
+    return respond(
+        contract.Health(
+            status="ok",
+            index=contract.IndexSummary(**searcher.index.summary()),
+            query_encoder=searcher.embedder.encoder,
+            **refused,
+        )
+    )
 
 
 @bp.get("/openapi.json")

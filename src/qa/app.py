@@ -34,8 +34,10 @@ def web_folder() -> Path:
 
 
 WEB = web_folder()
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a client's id is echoed and logged: nothing that could forge a line
 NOT_LIMITED = ("/static/", "/api/health", "/api/openapi.json")  # health checks and the spec are never refused
 CORS_MAX_AGE_SECONDS = 600
@@ -50,9 +52,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider has both
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    live.init_app(app, app.config.get("INDEX_HOLDER") or IndexHolder(
-        Path(app.config["INDEX"]), app.config.get("ANSWERABLE_THRESHOLD"), app.config.get("EMBEDDER"),
-        app.config["QUERY_ENCODER"], app.config["ONNX_THREADS"], backend=postgres_backend(app.config)))
+    live.init_app(
+        app,
+        app.config.get("INDEX_HOLDER")
+        or IndexHolder(
+            Path(app.config["INDEX"]),
+            app.config.get("ANSWERABLE_THRESHOLD"),
+            app.config.get("EMBEDDER"),
+            app.config["QUERY_ENCODER"],
+            app.config["ONNX_THREADS"],
+            backend=postgres_backend(app.config),
+        ),
+    )
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     api.register_errors(app)
@@ -92,8 +103,14 @@ def limit_rate(app: Flask, rate: str) -> None:
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
-    limiter = Limiter(get_remote_address, app=app, application_limits=[rate], storage_uri="memory://",
-                      strategy="sliding-window-counter", headers_enabled=False)
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        application_limits=[rate],
+        storage_uri="memory://",
+        strategy="sliding-window-counter",
+        headers_enabled=False,
+    )
 
     @limiter.request_filter
     def exempt() -> bool:
@@ -115,9 +132,16 @@ def allow_origins(app: Flask, origins: frozenset[str]) -> None:
     """CORS for /api/ only: the listed origins (or `*`) may call it from a browser; none when the list is empty."""
     if not origins:
         return
-    CORS(app, resources={api.API_PATH: {"origins": sorted(origins)}}, methods=["GET", "POST"],
-         allow_headers=["Content-Type"], max_age=CORS_MAX_AGE_SECONDS, send_wildcard=True, always_send=False,
-         vary_header=False)
+    CORS(
+        app,
+        resources={api.API_PATH: {"origins": sorted(origins)}},
+        methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        max_age=CORS_MAX_AGE_SECONDS,
+        send_wildcard=True,
+        always_send=False,
+        vary_header=False,
+    )
 
     @app.after_request
     def vary_by_origin(response: Response) -> Response:

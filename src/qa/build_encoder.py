@@ -86,8 +86,9 @@ def build_encoder(index_dir: Path) -> Iterator[tuple[Embedder, Callable[[Path], 
             try:
                 fallback = SentenceTransformerEmbedder()
             except ImportError as exc:  # a serving-only install: neither torch nor sentence-transformers
-                raise ImportError(f"{index_dir} has no export of the model to reuse, and this install cannot make "
-                                  f"one ({failure})") from exc
+                raise ImportError(
+                    f"{index_dir} has no export of the model to reuse, and this install cannot make one ({failure})"
+                ) from exc
             log.warning("ONNX export failed (%s); sentence-transformers embeds, and queries will use it", failure)
             yield fallback, None
             return

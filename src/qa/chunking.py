@@ -29,7 +29,7 @@ class Chunk:
     sentences: tuple[tuple[int, int], ...]  # absolute offsets of the chunk's sentences
 
     def sentence_texts(self) -> list[str]:
-        return [self.text[s - self.start:e - self.start] for s, e in self.sentences]
+        return [self.text[s - self.start : e - self.start] for s, e in self.sentences]
 
     def to_record(self) -> dict:
         record = asdict(self)
@@ -72,16 +72,18 @@ def chunk_document(document: Document, max_words: int = MAX_WORDS) -> list[Chunk
         section = document.sections[paragraph.section]
         for group in split_sentences(document.text, spans, max_words):
             start, end = group[0][0], group[-1][1]
-            chunks.append(Chunk(
-                document=document.id,
-                document_title=document.title,
-                section=section.title,
-                section_index=paragraph.section,
-                chunk=len(chunks),
-                paragraph=paragraph.number,
-                start=start,
-                end=end,
-                text=document.text[start:end],
-                sentences=tuple(group),
-            ))
+            chunks.append(
+                Chunk(
+                    document=document.id,
+                    document_title=document.title,
+                    section=section.title,
+                    section_index=paragraph.section,
+                    chunk=len(chunks),
+                    paragraph=paragraph.number,
+                    start=start,
+                    end=end,
+                    text=document.text[start:end],
+                    sentences=tuple(group),
+                )
+            )
     return chunks

@@ -31,10 +31,19 @@ def setting_option(name: str) -> Callable:
     The option only collects the flag: `with_settings` resolves it with the environment and the defaults.
     """
     s = BY_NAME[name]
-    kind = click.Choice(s.choices) if s.choices else (
-        click.INT if s.type is int else (click.FLOAT if s.type is float else click.STRING))
-    return click.option(s.option, name, default=s.default, show_default=s.default not in (None, ""), type=kind,
-                        help=f"{s.help} [env: {s.env}]")
+    kind = (
+        click.Choice(s.choices)
+        if s.choices
+        else (click.INT if s.type is int else (click.FLOAT if s.type is float else click.STRING))
+    )
+    return click.option(
+        s.option,
+        name,
+        default=s.default,
+        show_default=s.default not in (None, ""),
+        type=kind,
+        help=f"{s.help} [env: {s.env}]",
+    )
 
 
 def paths_options(f: Callable) -> Callable:
@@ -44,12 +53,16 @@ def paths_options(f: Callable) -> Callable:
 def with_settings(f: Callable) -> Callable:
     """Replace the command's setting options by one `settings` argument: the flags given on the command line over
     the environment over the defaults (`settings.resolve`). Put it below the options."""
+
     @functools.wraps(f)
     def command(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         flags = {name: kwargs.pop(name) for name in list(kwargs) if name in BY_NAME}
-        given = {name: value for name, value in flags.items()
-                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        given = {
+            name: value
+            for name, value in flags.items()
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        }
         try:
             settings = resolve(flags=given)
         except SettingError as exc:
@@ -68,6 +81,7 @@ def with_database(f: Callable) -> Callable:
     server under the index folder, started here and stopped when the command ends (`qa serve`: before its workers
     fork, and they are handed its URL). The command's `settings.database_url` is then the URL to use.
     Put it below `with_settings`."""
+
     @functools.wraps(f)
     def command(*args: Any, settings: Settings, **kwargs: Any) -> Any:
         if settings.backend != "postgres":
@@ -100,8 +114,15 @@ def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
 def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc=f"embedding {label}", unit="batch", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty())  # a bar for a person at a terminal, not for a log file
+    return tqdm(
+        items,
+        total=total,
+        desc=f"embedding {label}",
+        unit="batch",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    )  # a bar for a person at a terminal, not for a log file
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,8 +159,11 @@ def publish_build(index: str, database_url: str) -> None:
     if report.already_live:
         click.echo(f"database: build {report.build_id} is live", err=True)
     else:
-        click.echo(f"database: published {report.build_id} (wrote {len(report.written)} document(s), "
-                   f"reused {len(report.reused)})", err=True)
+        click.echo(
+            f"database: published {report.build_id} (wrote {len(report.written)} document(s), "
+            f"reused {len(report.reused)})",
+            err=True,
+        )
 
 
 def build_under_lock(corpus: str, index: str) -> None:
@@ -182,7 +206,9 @@ def build_if_needed(corpus: str, index: str) -> None:
     click.echo(
         f"built {report.build_id}: {report.chunks} chunks in {report.seconds:.1f} s "
         f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
-        f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)})", err=True)
+        f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)})",
+        err=True,
+    )
 
 
 @main.command("build")
@@ -199,9 +225,14 @@ def open_for_cli(settings: Settings):
     from .engine import open_searcher
 
     try:
-        return open_searcher(Path(settings.index), Path(settings.corpus), settings.answerable_threshold,
-                             encoder=settings.query_encoder, threads=settings.onnx_threads,
-                             backend=postgres_backend(settings))
+        return open_searcher(
+            Path(settings.index),
+            Path(settings.corpus),
+            settings.answerable_threshold,
+            encoder=settings.query_encoder,
+            threads=settings.onnx_threads,
+            backend=postgres_backend(settings),
+        )
     except IndexUnavailable as exc:
         fail(str(exc))
 
@@ -213,15 +244,17 @@ def print_plain(response: dict) -> None:
         click.echo("The document does not seem to answer this. Closest passages:\n")
     for r in response["results"]:
         page = f"p. {r['page']} · " if r.get("page") else ""
-        click.echo(f"{r['rank']}. {r['document_title']} › {page}{r['section']} › ¶ {r['paragraph']}  "
-                   f"(score {r['score']:.3f})")
+        click.echo(
+            f"{r['rank']}. {r['document_title']} › {page}{r['section']} › ¶ {r['paragraph']}  (score {r['score']:.3f})"
+        )
         marks = r["highlights"][0] if r["highlights"] else None
         text = r["text"]
         if marks:
             a, b = marks["start"] - r["start"], marks["end"] - r["start"]
             text = text[:a] + click.style(text[a:b], bold=True) + text[b:]
-        click.echo(click.wrap_text(text, width=100, initial_indent="   ", subsequent_indent="   ",
-                                   preserve_paragraphs=True))
+        click.echo(
+            click.wrap_text(text, width=100, initial_indent="   ", subsequent_indent="   ", preserve_paragraphs=True)
+        )
         click.echo()
 
 
@@ -298,8 +331,14 @@ def info_command(as_json: bool, settings: Settings) -> None:
     reasons = staleness(loaded, Path(settings.corpus))
     documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.documents.values()]
     skipped = [{"path": path, "reason": s["reason"]} for path, s in sorted(skipped_files(loaded.manifest).items())]
-    info = {"build": loaded.build_id, "manifest": loaded.manifest, "documents": documents, "skipped": skipped,
-            "stale": bool(reasons), "stale_reasons": reasons}
+    info = {
+        "build": loaded.build_id,
+        "manifest": loaded.manifest,
+        "documents": documents,
+        "skipped": skipped,
+        "stale": bool(reasons),
+        "stale_reasons": reasons,
+    }
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=1))
         return
@@ -309,8 +348,10 @@ def info_command(as_json: bool, settings: Settings) -> None:
     click.echo(f"chunking   {m['chunking']}")
     click.echo(f"chunks     {m['chunks']} in {len(documents)} document(s), FAISS {m['faiss']}")
     encoders = "exact" + (", int8" if (m.get("onnx") or {}).get("int8") else "") if m.get("onnx") else "none"
-    click.echo(f"encoders   ONNX export: {encoders}; queries use {settings.query_encoder} "
-               f"(--query-encoder, {BY_NAME['query_encoder'].env})")
+    click.echo(
+        f"encoders   ONNX export: {encoders}; queries use {settings.query_encoder} "
+        f"(--query-encoder, {BY_NAME['query_encoder'].env})"
+    )
     for d in documents:
         click.echo(f"  {d['id']}: {d['title']} ({d['sections']} sections)")
     if skipped:
@@ -360,30 +401,47 @@ def serve_command(no_build: bool, dev: bool, settings: Settings) -> None:
 @click.argument("questions", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures (and `misses`) as JSON.")
 @click.option("--paragraph-evidence", is_flag=True, help="Evidence is whole paragraphs: half the shorter span hits.")
-@click.option("--mode", type=click.Choice(["restricted", "unrestricted", "per-document"]), default="restricted",
-              show_default=True, help="Items naming a `document`: search only it, search all, or build a fresh "
-                                      "index per document.")
+@click.option(
+    "--mode",
+    type=click.Choice(["restricted", "unrestricted", "per-document"]),
+    default="restricted",
+    show_default=True,
+    help="Items naming a `document`: search only it, search all, or build a fresh index per document.",
+)
 @setting_option("answerable_threshold")
-@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A calibration.json saved by `qa tune` (default: the index folder's, else the shipped one).")
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A calibration.json saved by `qa tune` (default: the index folder's, else the shipped one).",
+)
 @setting_option("query_encoder")
 @paths_options
 @backend_options
 @with_settings
 @with_database
-def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: str, calibration: str | None,
-                 settings: Settings) -> None:
+def eval_command(
+    questions: str, as_json: bool, paragraph_evidence: bool, mode: str, calibration: str | None, settings: Settings
+) -> None:
     """Score the search on a labelled JSONL question set (10 results per question)."""
     from .confidence import load_calibration
     from .evaluation import run_evaluation
 
     try:
         chosen = load_calibration(Path(calibration).parent, Path(calibration).name) if calibration else None
-        figures, misses = run_evaluation(Path(questions), Path(settings.corpus), Path(settings.index), mode=mode,
-                                         shorter=paragraph_evidence, threshold=settings.answerable_threshold,
-                                         progress=progress_bar, encoder=settings.query_encoder,
-                                         threads=settings.onnx_threads, backend=postgres_backend(settings),
-                                         calibration=chosen)
+        figures, misses = run_evaluation(
+            Path(questions),
+            Path(settings.corpus),
+            Path(settings.index),
+            mode=mode,
+            shorter=paragraph_evidence,
+            threshold=settings.answerable_threshold,
+            progress=progress_bar,
+            encoder=settings.query_encoder,
+            threads=settings.onnx_threads,
+            backend=postgres_backend(settings),
+            calibration=chosen,
+        )
     except (IndexUnavailable, CorpusError, ValueError) as exc:
         fail(str(exc))
     if as_json:
@@ -409,8 +467,9 @@ def eval_command(questions: str, as_json: bool, paragraph_evidence: bool, mode: 
 @setting_option("query_encoder")
 @paths_options
 @with_settings
-def tune_command(questions: str, paragraph_evidence: bool, calibration_only: bool, dry_run: bool,
-                 settings: Settings) -> None:
+def tune_command(
+    questions: str, paragraph_evidence: bool, calibration_only: bool, dry_run: bool, settings: Settings
+) -> None:
     """Refit the ranking weights and the confidence on your own labelled questions (JSONL, as `qa eval` reads;
     some without evidence) and save them beside the index (calibration.json), where searches read them."""
     from .confidence import CALIBRATION_FILE
@@ -420,15 +479,16 @@ def tune_command(questions: str, paragraph_evidence: bool, calibration_only: boo
     from .tuning import saved_form, tune
 
     try:
-        searcher = open_searcher(Path(settings.index), Path(settings.corpus), encoder=settings.query_encoder,
-                                 threads=settings.onnx_threads)
-        result = tune(searcher, load_jsonl(Path(questions)), shorter=paragraph_evidence,
-                      weights=not calibration_only)
+        searcher = open_searcher(
+            Path(settings.index), Path(settings.corpus), encoder=settings.query_encoder, threads=settings.onnx_threads
+        )
+        result = tune(searcher, load_jsonl(Path(questions)), shorter=paragraph_evidence, weights=not calibration_only)
     except (IndexUnavailable, CorpusError, QueryError, ValueError, KeyError) as exc:
         fail(str(getattr(exc, "message", exc)))
     click.echo(f"{result['questions']} questions, {result['unanswerable']} unanswerable")
-    columns = [c for c in ("hit@1", "mrr@10", "brier", "answerable_recall", "unanswerable_rejected")
-               if c in result["after"]]
+    columns = [
+        c for c in ("hit@1", "mrr@10", "brier", "answerable_recall", "unanswerable_rejected") if c in result["after"]
+    ]
     click.echo(f"{'':<8}" + "".join(f"{c:>23}" for c in columns))
     for label in ("before", "after"):
         click.echo(f"{label:<8}" + "".join(f"{result[label][c]:>23}" for c in columns))

@@ -47,8 +47,12 @@ class Calibration:
         return float(1 / (1 + np.exp(-z)))
 
     def as_dict(self) -> dict:
-        return {"intercept": self.intercept, "coefficients": list(self.coefficients), "threshold": self.threshold,
-                "features": list(self.features)}
+        return {
+            "intercept": self.intercept,
+            "coefficients": list(self.coefficients),
+            "threshold": self.threshold,
+            "features": list(self.features),
+        }
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) -> tuple[float, np.ndarray]:
@@ -104,8 +108,12 @@ def calibrate(x: np.ndarray, y: np.ndarray, features: Sequence[str] = FEATURES) 
     """The model fitted on every question, with the threshold from cross-validated probabilities (also returned)."""
     p = cross_validated(x, y)
     intercept, coefficients = fit_logistic(x, y)
-    return Calibration(round(intercept, 4), tuple(round(float(c), 4) for c in coefficients),
-                       math.floor(recall_threshold(p, y) * 1e4) / 1e4, tuple(features)), p  # rounded down
+    return Calibration(
+        round(intercept, 4),
+        tuple(round(float(c), 4) for c in coefficients),
+        math.floor(recall_threshold(p, y) * 1e4) / 1e4,
+        tuple(features),
+    ), p  # rounded down
 
 
 def brier(p: np.ndarray, y: np.ndarray) -> float:
@@ -118,8 +126,14 @@ def reliability(p: np.ndarray, y: np.ndarray, edges: Sequence[float] = (0, 0.2, 
     for low, high in itertools.pairwise(edges):
         inside = (p >= low) & ((p < high) if high < 1 else (p <= high))
         if inside.any():
-            rows.append({"bin": f"{low:.1f}–{high:.1f}", "questions": int(inside.sum()),
-                         "mean_confidence": float(p[inside].mean()), "answered": float(y[inside].mean())})
+            rows.append(
+                {
+                    "bin": f"{low:.1f}–{high:.1f}",
+                    "questions": int(inside.sum()),
+                    "mean_confidence": float(p[inside].mean()),
+                    "answered": float(y[inside].mean()),
+                }
+            )
     return rows
 
 
@@ -133,8 +147,12 @@ def load_calibration(folder: Path, name: str = CALIBRATION_FILE) -> Calibration:
         return Calibration()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        calibration = Calibration(float(data["intercept"]), tuple(float(c) for c in data["coefficients"]),
-                                  float(data["threshold"]), tuple(data["features"]))
+        calibration = Calibration(
+            float(data["intercept"]),
+            tuple(float(c) for c in data["coefficients"]),
+            float(data["threshold"]),
+            tuple(data["features"]),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a calibration saved by `qa tune` ({exc})") from exc
     if len(calibration.coefficients) != len(calibration.features) or not set(calibration.features) <= set(SIGNALS):

@@ -34,8 +34,9 @@ def model_path() -> str:
 
 @runtime_checkable
 class SpanEmbedder(Embedder, Protocol):
-    def encode_in_context(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                          ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_in_context(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The vectors of `texts` and, from the same pass, of each text's character spans read in its context."""
         ...
 
@@ -66,7 +67,10 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -76,9 +76,16 @@ def load_embedder(index: Index, encoder: str = "exact", threads: int = 1) -> Emb
     return SentenceTransformerEmbedder()
 
 
-def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float | None = None,
-                  embedder: Embedder | None = None, encoder: str = "exact", threads: int = 1,
-                  backend: PostgresBackend | None = None, calibration: Calibration | None = None) -> Searcher:
+def open_searcher(
+    index_dir: Path,
+    corpus: Path | None = None,
+    threshold: float | None = None,
+    embedder: Embedder | None = None,
+    encoder: str = "exact",
+    threads: int = 1,
+    backend: PostgresBackend | None = None,
+    calibration: Calibration | None = None,
+) -> Searcher:
     """Load the live index (checked against `corpus` when given) and its query encoder (see `load_embedder`).
 
     With a `backend` (PostgreSQL), the live build is the database's and the search runs there. The confidence uses
@@ -91,8 +98,14 @@ def open_searcher(index_dir: Path, corpus: Path | None = None, threshold: float 
         index, store = backend.open(index_dir)
     if corpus is not None:
         check_fresh(index, corpus)
-    return Searcher(index, embedder or load_embedder(index, encoder, threads), threshold, store=store,
-                    weights=load_weights(index_dir), calibration=calibration or load_calibration(index_dir))
+    return Searcher(
+        index,
+        embedder or load_embedder(index, encoder, threads),
+        threshold,
+        store=store,
+        weights=load_weights(index_dir),
+        calibration=calibration or load_calibration(index_dir),
+    )
 
 
 class IndexHolder:
@@ -102,8 +115,15 @@ class IndexHolder:
     A new build that cannot be used (damaged, another model) is refused and the previous one kept.
     """
 
-    def __init__(self, index_dir: Path, threshold: float | None = None, embedder: Embedder | None = None,
-                 encoder: str = "exact", threads: int = 1, backend: PostgresBackend | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        threshold: float | None = None,
+        embedder: Embedder | None = None,
+        encoder: str = "exact",
+        threads: int = 1,
+        backend: PostgresBackend | None = None,
+    ) -> None:
         self.index_dir = index_dir
         self.backend = backend  # None: the file build under `index_dir`; else the database's live build
         self.threshold = threshold
@@ -169,8 +189,14 @@ class IndexHolder:
             index, store = self.backend.open(self.index_dir)
         fixed = self.fixed_embedder
         check_model(index, *((fixed.model_id, fixed.dimension) if fixed else (MODEL_ID, DIMENSION)))
-        return Searcher(index, self._embedder_for(index), self.threshold, store=store,
-                        weights=load_weights(self.index_dir), calibration=load_calibration(self.index_dir))
+        return Searcher(
+            index,
+            self._embedder_for(index),
+            self.threshold,
+            store=store,
+            weights=load_weights(self.index_dir),
+            calibration=load_calibration(self.index_dir),
+        )
 
     def _refuse(self, reason: str) -> None:
         self.error = reason

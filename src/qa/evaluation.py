@@ -50,8 +50,9 @@ def highlight_hits(result: dict, spans: list[Span]) -> bool:
     return any(overlap(mark, span) >= 0.5 * min(mark[1] - mark[0], span[1] - span[0]) for span in spans)
 
 
-def score(texts: dict[str, str] | str, items: list[dict], responses: list[dict], k: int = 5,
-          shorter: bool = False) -> tuple[dict, list[tuple[str, int | None, str]]]:
+def score(
+    texts: dict[str, str] | str, items: list[dict], responses: list[dict], k: int = 5, shorter: bool = False
+) -> tuple[dict, list[tuple[str, int | None, str]]]:
     """Figures for `responses` (one per item, in order) and the misses (id, rank of first hit or None, question).
 
     `texts` is the document text, or a dict of document id -> text when items name their `document`.
@@ -120,9 +121,19 @@ def respond(searcher, items: list[dict], restricted: bool = True) -> list[dict]:
     return [searcher.search(item["question"], 10, item.get("document") if restricted else None) for item in items]
 
 
-def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "restricted", shorter: bool = False,
-                   threshold: float | None = None, progress=None, encoder: str = "exact",
-                   threads: int = 1, backend=None, calibration=None) -> tuple[dict, list]:
+def run_evaluation(
+    questions: Path,
+    corpus: Path,
+    index_dir: Path,
+    mode: str = "restricted",
+    shorter: bool = False,
+    threshold: float | None = None,
+    progress=None,
+    encoder: str = "exact",
+    threads: int = 1,
+    backend=None,
+    calibration=None,
+) -> tuple[dict, list]:
     """Search every question as the API does (10 results) and score the responses.
 
     mode: `restricted` searches only an item's `document` when it names one; `unrestricted` searches everything;
@@ -139,8 +150,9 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
     if mode == "per-document":
         responses, texts = _per_document(items, corpus, shorter, threshold, progress, encoder, calibration)
     else:
-        searcher = open_searcher(index_dir, corpus, threshold, encoder=encoder, threads=threads, backend=backend,
-                                 calibration=calibration)
+        searcher = open_searcher(
+            index_dir, corpus, threshold, encoder=encoder, threads=threads, backend=backend, calibration=calibration
+        )
         responses = respond(searcher, items, restricted=mode == "restricted")
         texts = {doc_id: doc.text for doc_id, doc in searcher.index.documents.items()}
     named = any("document" in item for item in items)
@@ -151,8 +163,9 @@ def run_evaluation(questions: Path, corpus: Path, index_dir: Path, mode: str = "
     return figures, misses
 
 
-def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress,
-                  encoder: str, calibration=None) -> tuple[list[dict], dict[str, str]]:
+def _per_document(
+    items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress, encoder: str, calibration=None
+) -> tuple[list[dict], dict[str, str]]:
     import shutil
     import tempfile
 
@@ -178,16 +191,16 @@ def _per_document(items: list[dict], corpus: Path, shorter: bool, threshold: flo
         queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
         if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
             queries = OnnxEmbedder(embedder.build, encoder=encoder)
-        for n, (doc_id, positions) in enumerate((progress or (lambda x, total, label: x))(
-                by_document.items(), len(by_document), "documents")):
+        for n, (doc_id, positions) in enumerate(
+            (progress or (lambda x, total, label: x))(by_document.items(), len(by_document), "documents")
+        ):
             folder = Path(tmp) / f"document-{n}"
             source = files[doc_id]
             target = folder / "corpus" / source.relative_to(corpus)
             target.parent.mkdir(parents=True)
             shutil.copyfile(source, target)
             build(folder / "corpus", folder / "index", embedder)
-            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries,
-                                     calibration=calibration)
+            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries, calibration=calibration)
             texts[doc_id] = searcher.index.documents[doc_id].text
             for i in positions:
                 responses[i] = searcher.search(items[i]["question"], 10, doc_id)

@@ -17,8 +17,10 @@ class FaissBm25Store:
         self.lexical = LexicalIndex(texts)
         # BM25 statistics of each document alone, so that a search within one document ranks exactly as if it
         # were the only document indexed.
-        self.lexical_by_document = {doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1
-                                    else self.lexical for doc, (first, last) in index.document_ranges.items()}
+        self.lexical_by_document = {
+            doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1 else self.lexical
+            for doc, (first, last) in index.document_ranges.items()
+        }
         self.section_of, self.centroids = section_centroids(index)
 
     def scope(self, document: str | None) -> tuple[int, int]:
@@ -63,8 +65,9 @@ class FaissBm25Store:
 def section_centroids(index: Index) -> tuple[np.ndarray, np.ndarray]:
     """Each chunk's section number, and one unit vector per section: the normalised mean of its passages."""
     keys: dict[tuple[str, int], int] = {}
-    section_of = np.array([keys.setdefault((c.document, c.section_index), len(keys)) for c in index.chunks],
-                          dtype=np.int64)
+    section_of = np.array(
+        [keys.setdefault((c.document, c.section_index), len(keys)) for c in index.chunks], dtype=np.int64
+    )
     sums = np.zeros((len(keys), index.vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, section_of, index.vectors)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)

@@ -49,7 +49,7 @@ def fused_scores(signals: dict[str, np.ndarray], weights: FusionWeights) -> np.n
 def rerank(fused: np.ndarray, maxsim: np.ndarray, weights: FusionWeights) -> tuple[np.ndarray, np.ndarray]:
     """The order of the top `depth` candidates (positions into `fused`) by `final`, and their final scores;
     `maxsim` holds MaxSim of those top candidates, in `fused` order."""
-    top = np.argsort(-fused, kind="stable")[:weights.depth]
+    top = np.argsort(-fused, kind="stable")[: weights.depth]
     final = fused[top] + weights.maxsim * zscore(maxsim)
     order = np.argsort(-final, kind="stable")
     return top[order], final[order]
@@ -61,5 +61,5 @@ def fused_order(signals: dict[str, np.ndarray], weights: FusionWeights) -> np.nd
     order = np.argsort(-fused, kind="stable")
     if weights.maxsim == 0:
         return order
-    top, _ = rerank(fused, signals["maxsim"][order[:weights.depth]], weights)
-    return np.concatenate([top, order[weights.depth:]])
+    top, _ = rerank(fused, signals["maxsim"][order[: weights.depth]], weights)
+    return np.concatenate([top, order[weights.depth :]])

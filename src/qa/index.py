@@ -86,8 +86,13 @@ class Index:
 
     def summary(self) -> dict:
         m = self.manifest
-        return {"build": self.build_id, "built_at": m["built_at"], "model": m["model"]["id"],
-                "chunks": m["chunks"], "documents": len(self.documents)}
+        return {
+            "build": self.build_id,
+            "built_at": m["built_at"],
+            "model": m["model"]["id"],
+            "chunks": m["chunks"],
+            "documents": len(self.documents),
+        }
 
 
 def chunking_params(max_words: int = MAX_WORDS) -> dict:
@@ -110,7 +115,11 @@ def embedded_sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
 
 def document_record(doc: Document) -> dict:
     return {
-        "id": doc.id, "path": doc.path, "sha256": doc.sha256, "title": doc.title, "byline": doc.byline,
+        "id": doc.id,
+        "path": doc.path,
+        "sha256": doc.sha256,
+        "title": doc.title,
+        "byline": doc.byline,
         "text": doc.text,
         "sections": [[s.title, s.start, s.end] for s in doc.sections],
         "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
@@ -120,7 +129,12 @@ def document_record(doc: Document) -> dict:
 
 def document_from_record(r: dict) -> Document:
     return Document(
-        id=r["id"], path=r["path"], sha256=r["sha256"], title=r["title"], byline=r["byline"], text=r["text"],
+        id=r["id"],
+        path=r["path"],
+        sha256=r["sha256"],
+        title=r["title"],
+        byline=r["byline"],
+        text=r["text"],
         sections=tuple(Section(*s) for s in r["sections"]),
         paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
         pages=tuple(r.get("pages", ())),
@@ -161,8 +175,9 @@ def read_manifest(build: Path) -> dict:
     return manifest
 
 
-def stale_reasons(manifest: dict, corpus: Path, embedder_id: str, embedder_version: str,
-                  params: dict | None = None) -> list[str]:
+def stale_reasons(
+    manifest: dict, corpus: Path, embedder_id: str, embedder_version: str, params: dict | None = None
+) -> list[str]:
     """Why the index no longer matches the corpus, the model or the chunking; empty when it is fresh."""
     reasons = []
     if manifest["model"] != {"id": embedder_id, "version": embedder_version}:
@@ -210,12 +225,25 @@ def load(index_dir: Path) -> Index:
         raise IndexUnavailable(f"index at {build} is damaged ({type(exc).__name__}); run `qa build`") from exc
     counts = [len(c.sentences) for c in chunks]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    if not (len(chunks) == manifest["chunks"] == vectors.shape[0] == faiss_index.ntotal
-            and sentence_vectors.shape == highlight_vectors.shape and sentence_vectors.shape[0] == offsets[-1]
-            and vectors.shape[1:] == sentence_vectors.shape[1:] == (manifest["dimension"],)):
+    if not (
+        len(chunks) == manifest["chunks"] == vectors.shape[0] == faiss_index.ntotal
+        and sentence_vectors.shape == highlight_vectors.shape
+        and sentence_vectors.shape[0] == offsets[-1]
+        and vectors.shape[1:] == sentence_vectors.shape[1:] == (manifest["dimension"],)
+    ):
         raise IndexUnavailable(f"index at {build} is inconsistent; run `qa build`")
-    return Index(build, manifest, documents, chunks, vectors, sentence_vectors, highlight_vectors, offsets,
-                 faiss_index, document_ranges(chunks))
+    return Index(
+        build,
+        manifest,
+        documents,
+        chunks,
+        vectors,
+        sentence_vectors,
+        highlight_vectors,
+        offsets,
+        faiss_index,
+        document_ranges(chunks),
+    )
 
 
 def mapped(path: Path) -> np.ndarray:
@@ -273,8 +301,9 @@ def _no_progress(items: Iterable, total: int, label: str) -> Iterable:
     return items
 
 
-def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: str, budget: int = BATCH_TOKENS
-             ) -> Iterator[list[int]]:
+def _batches(
+    embedder: Embedder, texts: list[str], progress: Progress, label: str, budget: int = BATCH_TOKENS
+) -> Iterator[list[int]]:
     """Positions of `texts` in batches of similar length, shortest first: a batch is padded to its longest text.
 
     Where the embedder counts the tokens it reads, texts are grouped by that count and a batch holds up to `budget`
@@ -291,7 +320,7 @@ def _batches(embedder: Embedder, texts: list[str], progress: Progress, label: st
                 groups.append([position])
     else:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        groups = [order[i:i + 32] for i in range(0, len(order), 32)]
+        groups = [order[i : i + 32] for i in range(0, len(order), 32)]
     yield from progress(groups, len(groups), label)
 
 
@@ -317,7 +346,8 @@ def _embed_passages(embedder: Embedder, chunks: list[Chunk], progress: Progress)
     highlights: list = [None] * len(texts)
     for positions in _batches(embedder, texts, progress, "passages"):
         vectors[positions], spans = embedder.encode_in_context(
-            [texts[j] for j in positions], [embedded_sentence_spans(chunks[j]) for j in positions])
+            [texts[j] for j in positions], [embedded_sentence_spans(chunks[j]) for j in positions]
+        )
         for j, span_vectors in zip(positions, spans):
             highlights[j] = span_vectors
     return vectors, highlights
@@ -348,8 +378,9 @@ def plan(documents: list[Document], previous: Index | None, max_words: int, repo
             first, last = previous.document_ranges[doc.id]
             result.chunks.extend(previous.chunks[first:last])
             rows = slice(previous.sentence_offsets[first], previous.sentence_offsets[last])
-            result.parts.append((previous.vectors[first:last], previous.sentence_vectors[rows],
-                                 previous.highlight_vectors[rows]))
+            result.parts.append(
+                (previous.vectors[first:last], previous.sentence_vectors[rows], previous.highlight_vectors[rows])
+            )
             report.unchanged.append(doc.id)
         else:
             doc_chunks = chunk_document(doc, max_words)
@@ -372,8 +403,11 @@ def embed(planned: Plan, embedder: Embedder, progress: Progress) -> tuple[np.nda
     p = s = 0
     for position, group in planned.to_embed:
         n_sentences = sum(len(c.sentences) for c in group)
-        planned.parts[position] = (passage_vectors[p:p + len(group)], sentence_vectors[s:s + n_sentences],
-                                   highlight_vectors[s:s + n_sentences])
+        planned.parts[position] = (
+            passage_vectors[p : p + len(group)],
+            sentence_vectors[s : s + n_sentences],
+            highlight_vectors[s : s + n_sentences],
+        )
         p += len(group)
         s += n_sentences
     filled = [part for part in planned.parts if part is not None]
@@ -384,9 +418,15 @@ def embed(planned: Plan, embedder: Embedder, progress: Progress) -> tuple[np.nda
     return stacked(0), stacked(1), stacked(2)
 
 
-def write_staged(staging: Path, planned: Plan, vectors: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 model: dict, params: dict, extras: Callable[[Path], dict] | None,
-                 skipped: list[SkippedFile]) -> None:
+def write_staged(
+    staging: Path,
+    planned: Plan,
+    vectors: tuple[np.ndarray, np.ndarray, np.ndarray],
+    model: dict,
+    params: dict,
+    extras: Callable[[Path], dict] | None,
+    skipped: list[SkippedFile],
+) -> None:
     """Write every file of a build into `staging` and flush it to disk."""
     passages = vectors[0]
     chunks, documents = planned.chunks, planned.documents
@@ -420,8 +460,14 @@ def make_live(index_dir: Path, staging: Path, build_id: str) -> None:
     os.replace(pointer_tmp, index_dir / POINTER)
 
 
-def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MAX_WORDS,
-          progress: Progress = _no_progress, extras: Callable[[Path], dict] | None = None) -> BuildReport:
+def build(
+    corpus: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    max_words: int = MAX_WORDS,
+    progress: Progress = _no_progress,
+    extras: Callable[[Path], dict] | None = None,
+) -> BuildReport:
     """Build the index for `corpus` into a new folder under `index_dir` and make it live.
 
     `extras(build_folder)` may write more files into the build before it goes live (the ONNX export) and returns
@@ -443,8 +489,15 @@ def build(corpus: Path, index_dir: Path, embedder: Embedder, max_words: int = MA
     staging = builds / f".staging-{build_id}"
     staging.mkdir()
     try:
-        write_staged(staging, planned, vectors, {"id": embedder.model_id, "version": embedder.model_version},
-                     params, extras, scanned.skipped)
+        write_staged(
+            staging,
+            planned,
+            vectors,
+            {"id": embedder.model_id, "version": embedder.model_version},
+            params,
+            extras,
+            scanned.skipped,
+        )
         make_live(index_dir, staging, build_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

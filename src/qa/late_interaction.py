@@ -56,7 +56,7 @@ def passage_token_states(embedder, texts: Sequence[str], prune: bool, batch_size
     """Normalised float32 token states of every text, through `embedder._run` (an `OnnxEmbedder`)."""
     parts, counts = [], []
     for i in range(0, len(texts), batch_size):
-        hidden, _, encodings = embedder._run(texts[i:i + batch_size])
+        hidden, _, encodings = embedder._run(texts[i : i + batch_size])
         for row, encoding in enumerate(encodings):
             keep = kept_tokens(encoding.tokens, encoding.offsets, prune)
             parts.append(normalize_rows(hidden[row][keep]))

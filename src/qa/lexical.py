@@ -44,8 +44,9 @@ class LexicalIndex:
     """BM25 over a fixed list of passages; `scores` returns one score per passage."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        tokenized = bm25s.tokenize([normalize(t) for t in texts], stopwords="en", stemmer=_stemmer(),
-                                   show_progress=False)
+        tokenized = bm25s.tokenize(
+            [normalize(t) for t in texts], stopwords="en", stemmer=_stemmer(), show_progress=False
+        )
         self.vocabulary = frozenset(tokenized.vocab) - {""}
         self.bm25 = bm25s.BM25()
         self.bm25.index(tokenized, show_progress=False)

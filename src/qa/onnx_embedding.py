@@ -94,8 +94,9 @@ class OnnxEmbedder:
         hidden, mask, _ = self._run(texts)
         return mean_pool_normalize(hidden, mask)
 
-    def encode_in_context(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
-                          ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_in_context(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The vectors of `texts` and, from the same pass, of each text's character `spans` (late chunking).
 
         A span's vector is the normalised mean of the states of the tokens inside it, so each span is read in the
@@ -108,7 +109,7 @@ class OnnxEmbedder:
             offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
             real = (offsets[:, 1] > offsets[:, 0]) & (mask[row] == 1)  # not [CLS], [SEP] or padding
             starts, ends = np.array(text_spans, dtype=np.int64).reshape(-1, 2).T
-            inside = (real & (offsets[:, 0] >= starts[:, None]) & (offsets[:, 1] <= ends[:, None]))
+            inside = real & (offsets[:, 0] >= starts[:, None]) & (offsets[:, 1] <= ends[:, None])
             in_context.append(span_means(hidden[row], inside, vectors[row]))
         return vectors, in_context
 
@@ -119,7 +120,7 @@ class OnnxEmbedder:
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        parts = [self._encode_batch(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+        parts = [self._encode_batch(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

@@ -18,8 +18,13 @@ from . import __version__
 from .contract import ERROR_STATUS, SHAPES, SearchRequest, Shape
 from .limits import MAX_BODY_BYTES, MAX_REQUEST_LINE
 
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
-                                "schema": {"type": "integer", "minimum": 1}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 def _ref(name: str) -> dict:
@@ -30,7 +35,8 @@ def _ref(name: str) -> dict:
 def json_schemas() -> dict[str, Any]:
     """The JSON Schema (2020-12) of every shape in `qa.contract`, as responses carry them (requests as sent)."""
     modes: list[tuple[type[Shape], JsonSchemaMode]] = [
-        (shape, "validation" if shape is SearchRequest else "serialization") for shape in SHAPES]
+        (shape, "validation" if shape is SearchRequest else "serialization") for shape in SHAPES
+    ]
     _, schemas = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return schemas["$defs"]
 
@@ -79,12 +85,15 @@ _LIMITED = _error("Too many requests from this address (only when the server run
 _RESULTS = _json(_ref("SearchResponse"), "Ranked passages")
 _ERRORS = ", ".join(f"`{code}` ({status})" for code, status in ERROR_STATUS.items())
 
-_INFO = {"title": "qa: question answering over documents", "version": __version__,
-         "description": "Ranked, cited passages of the documents' own text. Offsets are character offsets into "
-                        "the document text that /api/documents/{id} returns. Every error has the body "
-                        "`{\"error\": {\"code\", \"message\"}}`: an unknown path under /api/ is a 404 and an "
-                        "unsupported method a 405 (with `Allow`), both in that shape. Unknown parameters are "
-                        f"ignored. Error codes and their status: {_ERRORS}."}
+_INFO = {
+    "title": "qa: question answering over documents",
+    "version": __version__,
+    "description": "Ranked, cited passages of the documents' own text. Offsets are character offsets into "
+    "the document text that /api/documents/{id} returns. Every error has the body "
+    '`{"error": {"code", "message"}}`: an unknown path under /api/ is a 404 and an '
+    "unsupported method a 405 (with `Allow`), both in that shape. Unknown parameters are "
+    f"ignored. Error codes and their status: {_ERRORS}.",
+}
 
 
 def _search(document_ids: list[str] | None) -> tuple[dict, dict]:
@@ -95,51 +104,79 @@ def _search(document_ids: list[str] | None) -> tuple[dict, dict]:
     query_parameters = [
         {"name": "q", "in": "query", "required": True, "schema": fields["q"]},
         {"name": "k", "in": "query", "required": False, "schema": fields["k"]},
-        {"name": "document", "in": "query", "required": False, "description": fields["document"]["description"],
-         "schema": {"type": "string", **_one_of(document_ids, "")}},
+        {
+            "name": "document",
+            "in": "query",
+            "required": False,
+            "description": fields["document"]["description"],
+            "schema": {"type": "string", **_one_of(document_ids, "")},
+        },
     ]
     operations = {
         "get": {
             "summary": "Passages that answer a question, best first",
             "description": f"The server takes a request line of at most {MAX_REQUEST_LINE} bytes: POST a long "
-                           "question in a non-Latin script.",
+            "question in a non-Latin script.",
             "parameters": query_parameters,
-            "responses": {"200": _RESULTS, "400": _error("Invalid parameter."), "429": _LIMITED,
-                          "503": _UNAVAILABLE},
+            "responses": {"200": _RESULTS, "400": _error("Invalid parameter."), "429": _LIMITED, "503": _UNAVAILABLE},
         },
         "post": {
             "summary": "The same search with a JSON body",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SearchRequest")}}},
-            "responses": {"200": _RESULTS,
-                          "400": _error("Invalid parameter, or malformed JSON (lone surrogates included)."),
-                          "413": _error(f"Body over {MAX_BODY_BYTES // 1024} kB."),
-                          "415": _error("Content-Type is not application/json."),
-                          "429": _LIMITED, "503": _UNAVAILABLE},
+            "responses": {
+                "200": _RESULTS,
+                "400": _error("Invalid parameter, or malformed JSON (lone surrogates included)."),
+                "413": _error(f"Body over {MAX_BODY_BYTES // 1024} kB."),
+                "415": _error("Content-Type is not application/json."),
+                "429": _LIMITED,
+                "503": _UNAVAILABLE,
+            },
         },
     }
     return operations, request
 
 
 def _documents(document_ids: list[str] | None) -> dict:
-    listing = {"get": {
-        "summary": "The documents of the index and their sections",
-        "responses": {"200": _json(_ref("DocumentList"), "Documents"), "429": _LIMITED, "503": _UNAVAILABLE}}}
-    one = {"get": {
-        "summary": "One document of the index: title, full text and sections with offsets",
-        "parameters": [{"name": "id", "in": "path", "required": True, "description": "A document id, not a path.",
-                        "schema": {"type": "string", **_one_of(document_ids)}}],
-        "responses": {"200": _json(_ref("Document"), "The document"),
-                      "404": _error("No such document in the index."), "429": _LIMITED, "503": _UNAVAILABLE}}}
+    listing = {
+        "get": {
+            "summary": "The documents of the index and their sections",
+            "responses": {"200": _json(_ref("DocumentList"), "Documents"), "429": _LIMITED, "503": _UNAVAILABLE},
+        }
+    }
+    one = {
+        "get": {
+            "summary": "One document of the index: title, full text and sections with offsets",
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "A document id, not a path.",
+                    "schema": {"type": "string", **_one_of(document_ids)},
+                }
+            ],
+            "responses": {
+                "200": _json(_ref("Document"), "The document"),
+                "404": _error("No such document in the index."),
+                "429": _LIMITED,
+                "503": _UNAVAILABLE,
+            },
+        }
+    }
     return {"/api/documents": listing, "/api/documents/{id}": one}
 
 
-_HEALTH = {"get": {
-    "summary": "Whether an index is loaded, and which",
-    "responses": {"200": _json(_ref("Health"), "Serving"),
-                  "503": _json(_ref("Unavailable"), "No index loaded", _RETRY_AFTER)}}}
+_HEALTH = {
+    "get": {
+        "summary": "Whether an index is loaded, and which",
+        "responses": {
+            "200": _json(_ref("Health"), "Serving"),
+            "503": _json(_ref("Unavailable"), "No index loaded", _RETRY_AFTER),
+        },
+    }
+}
 
-_OPENAPI = {"get": {"summary": "This description",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI document")}}}
+_OPENAPI = {"get": {"summary": "This description", "responses": {"200": _json({"type": "object"}, "OpenAPI document")}}}
 
 
 def spec(document_ids: list[str] | None = None) -> dict:
@@ -148,7 +185,11 @@ def spec(document_ids: list[str] | None = None) -> dict:
     return {
         "openapi": "3.0.3",
         "info": _INFO,
-        "paths": {"/api/search": search, **_documents(document_ids), "/api/health": _HEALTH,
-                  "/api/openapi.json": _OPENAPI},
+        "paths": {
+            "/api/search": search,
+            **_documents(document_ids),
+            "/api/health": _HEALTH,
+            "/api/openapi.json": _OPENAPI,
+        },
         "components": {"schemas": {**_schemas(), "SearchRequest": request}},
     }

@@ -24,8 +24,15 @@ MORE_STEP = 5  # "More results" asks for this many more passages
 EXAMPLE_COUNT = 4
 EXAMPLE_TITLE_MAX_CHARS = 40  # longer section titles make clumsy example questions
 EXAMPLE_QUESTION = "What does the document say about {}?"
-GENERIC_SECTIONS = {INTRODUCTION.casefold(), "abstract", "conclusion", "conclusions", "references", "acknowledgements",
-                    "acknowledgments"}  # titles that make no useful example question
+GENERIC_SECTIONS = {
+    INTRODUCTION.casefold(),
+    "abstract",
+    "conclusion",
+    "conclusions",
+    "references",
+    "acknowledgements",
+    "acknowledgments",
+}  # titles that make no useful example question
 
 EMPTY_QUERY = "Please type a question to search the document."
 TOO_LONG_QUERY = f"That question is too long: please keep it to {MAX_QUERY_CHARS} characters or fewer."
@@ -61,23 +68,40 @@ def passage_url(document: str, chunk: int, query: str | None = None) -> str:
 
 def result_view(result: dict, query: str) -> dict:
     """One result of `Searcher.search` with what the page shows besides: marked text and its links."""
-    return {**result,
-            "segments": marked_segments(result["text"], result["start"], result["highlights"]),
-            "context_url": passage_url(result["document"], result["chunk"], query),
-            "permalink": passage_url(result["document"], result["chunk"])}
+    return {
+        **result,
+        "segments": marked_segments(result["text"], result["start"], result["highlights"]),
+        "context_url": passage_url(result["document"], result["chunk"], query),
+        "permalink": passage_url(result["document"], result["chunk"]),
+    }
 
 
 # the JS template's skeleton
-BLANK_RESULT = {"rank": 0, "score": 0.0, "document": "", "document_title": "", "section": "", "chunk": 0,
-                "paragraph": 0, "page": None, "segments": [], "context_url": "", "permalink": ""}
+BLANK_RESULT = {
+    "rank": 0,
+    "score": 0.0,
+    "document": "",
+    "document_title": "",
+    "section": "",
+    "chunk": 0,
+    "paragraph": 0,
+    "page": None,
+    "segments": [],
+    "context_url": "",
+    "permalink": "",
+}
 
 
 def example_questions(documents: list[Document], count: int = EXAMPLE_COUNT) -> list[str]:
     """A few questions about section titles spread through the documents."""
-    titles = [s.title for d in documents for s in d.sections
-              if s.title.casefold() not in GENERIC_SECTIONS and len(s.title) <= EXAMPLE_TITLE_MAX_CHARS]
+    titles = [
+        s.title
+        for d in documents
+        for s in d.sections
+        if s.title.casefold() not in GENERIC_SECTIONS and len(s.title) <= EXAMPLE_TITLE_MAX_CHARS
+    ]
     step = max(1, len(titles) // count)
-    return [EXAMPLE_QUESTION.format(title) for title in titles[step // 2::step][:count]]
+    return [EXAMPLE_QUESTION.format(title) for title in titles[step // 2 :: step][:count]]
 
 
 def friendly(query: str, exc: QueryError) -> str:
@@ -137,8 +161,15 @@ def search_page():
         page.error, status = INDEX_DOWN, 503
     except QueryError as exc:
         page.error, status = friendly(page.query, exc), 400
-    return render_template("search.html", page=page, blank_result=BLANK_RESULT, max_chars=MAX_QUERY_CHARS,
-                           default_k=DEFAULT_K, max_k=MAX_K, more_step=MORE_STEP), status
+    return render_template(
+        "search.html",
+        page=page,
+        blank_result=BLANK_RESULT,
+        max_chars=MAX_QUERY_CHARS,
+        default_k=DEFAULT_K,
+        max_k=MAX_K,
+        more_step=MORE_STEP,
+    ), status
 
 
 # ---------------------------------------------------------------- the documents and the reader
@@ -187,9 +218,15 @@ def reader_sections(doc: Document, chunks: list[Chunk], highlights: dict[int, li
     paragraphs: dict[int, list[ReaderParagraph]] = {i: [] for i in range(len(doc.sections))}
     page_starts = dict(zip(chunks, pages_begun(doc.pages, chunks)))
     for (section, number), group in groupby(chunks, key=lambda c: (c.section_index, c.paragraph)):
-        paragraphs[section].append(ReaderParagraph(number, [
-            Passage(c.chunk, marked_segments(c.text, c.start, highlights.get(c.chunk, [])), page_starts[c])
-            for c in group]))
+        paragraphs[section].append(
+            ReaderParagraph(
+                number,
+                [
+                    Passage(c.chunk, marked_segments(c.text, c.start, highlights.get(c.chunk, [])), page_starts[c])
+                    for c in group
+                ],
+            )
+        )
     return [ReaderSection(s.title, f"s-{i}", paragraphs[i]) for i, s in enumerate(doc.sections)]
 
 

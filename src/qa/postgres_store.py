@@ -32,8 +32,16 @@ import numpy as np
 
 from .chunking import Chunk
 from .faiss_store import section_centroids
-from .index import BUILDS, Index, IndexUnavailable, document_from_record, document_ranges, document_record, \
-    embedded_text, load
+from .index import (
+    BUILDS,
+    Index,
+    IndexUnavailable,
+    document_from_record,
+    document_ranges,
+    document_record,
+    embedded_text,
+    load,
+)
 from .lexical import tokenize
 
 EMBEDDED_FOLDER = "postgres"  # under the index folder
@@ -196,8 +204,10 @@ def _embedded_server(index_dir: Path):
     try:
         return get_server(index_dir / EMBEDDED_FOLDER, cleanup_mode="stop")
     except Exception as exc:  # noqa: BLE001 - pg_ctl's failures come in several types; say which in one line
-        raise DatabaseUnavailable(f"could not start the embedded PostgreSQL server in {index_dir / EMBEDDED_FOLDER} "
-                                  f"({type(exc).__name__}: {exc}); set database_url to use a running server") from exc
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL server in {index_dir / EMBEDDED_FOLDER} "
+            f"({type(exc).__name__}: {exc}); set database_url to use a running server"
+        ) from exc
 
 
 # ---------------------------------------------------------------- publishing a build
@@ -232,8 +242,10 @@ def publish(index_dir: Path, url: str) -> PublishReport:
             if live is not None and live[0] == built.build_id:
                 report.already_live = True
                 return report
-            conn.execute("INSERT INTO qa_builds (id, manifest) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                         (built.build_id, Jsonb(built.manifest)))
+            conn.execute(
+                "INSERT INTO qa_builds (id, manifest) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                (built.build_id, Jsonb(built.manifest)),
+            )
             section_of, centroids = section_centroids(built)
             for doc_id, (first, last) in built.document_ranges.items():
                 record = document_record(built.documents[doc_id])
@@ -245,10 +257,16 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                 else:
                     version = found[0]
                     report.reused.append(doc_id)
-                conn.execute("INSERT INTO qa_build_documents (build, version, first_chunk) VALUES (%s, %s, %s) "
-                             "ON CONFLICT DO NOTHING", (built.build_id, version, first))
-            conn.execute("INSERT INTO qa_live (one, build) VALUES (true, %s) "
-                         "ON CONFLICT (one) DO UPDATE SET build = excluded.build", (built.build_id,))
+                conn.execute(
+                    "INSERT INTO qa_build_documents (build, version, first_chunk) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (built.build_id, version, first),
+                )
+            conn.execute(
+                "INSERT INTO qa_live (one, build) VALUES (true, %s) "
+                "ON CONFLICT (one) DO UPDATE SET build = excluded.build",
+                (built.build_id,),
+            )
         _prune(conn)
         return report
 
@@ -258,8 +276,9 @@ def publish(index_dir: Path, url: str) -> PublishReport:
         db.close()
 
 
-def _write_document(conn, built: Index, record: dict, key: str, first: int, last: int,
-                    section_of: np.ndarray, centroids: np.ndarray) -> int:
+def _write_document(
+    conn, built: Index, record: dict, key: str, first: int, last: int, section_of: np.ndarray, centroids: np.ndarray
+) -> int:
     """Insert one document version's rows; its version number."""
     from psycopg.types.json import Jsonb
 
@@ -267,20 +286,29 @@ def _write_document(conn, built: Index, record: dict, key: str, first: int, last
     terms = tokenize([embedded_text(c) for c in chunks])
     version = conn.execute(
         "INSERT INTO qa_documents (key, record, chunks, tokens) VALUES (%s, %s, %s, %s) RETURNING version",
-        (key, Jsonb(record), len(chunks), sum(len(t) for t in terms))).fetchone()[0]
+        (key, Jsonb(record), len(chunks), sum(len(t) for t in terms)),
+    ).fetchone()[0]
     sections = section_of[first:last]
     local_section = {int(s): i for i, s in enumerate(dict.fromkeys(sections.tolist()))}
     offsets = built.sentence_offsets
     with conn.cursor() as cur:
         with cur.copy("COPY qa_passages (version, position, record, section, vector) FROM STDIN") as copy:
             for position, chunk in enumerate(chunks):
-                copy.write_row((version, position, Jsonb(chunk.to_record()), local_section[int(sections[position])],
-                                built.vectors[first + position]))
+                copy.write_row(
+                    (
+                        version,
+                        position,
+                        Jsonb(chunk.to_record()),
+                        local_section[int(sections[position])],
+                        built.vectors[first + position],
+                    )
+                )
         with cur.copy("COPY qa_sentences (version, position, sentence, vector, highlight) FROM STDIN") as copy:
             for position in range(len(chunks)):
                 for sentence, row in enumerate(range(offsets[first + position], offsets[first + position + 1])):
-                    copy.write_row((version, position, sentence, built.sentence_vectors[row],
-                                    built.highlight_vectors[row]))
+                    copy.write_row(
+                        (version, position, sentence, built.sentence_vectors[row], built.highlight_vectors[row])
+                    )
         with cur.copy("COPY qa_sections (version, section, centroid) FROM STDIN") as copy:
             for global_section, local in local_section.items():
                 copy.write_row((version, local, centroids[global_section]))
@@ -303,11 +331,16 @@ def _prune(conn, keep: int = KEEP_BUILDS) -> None:
     """Delete all but the newest `keep` builds (never the live one) and the document versions none of them lists."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
-        conn.execute("""
+        conn.execute(
+            """
             DELETE FROM qa_builds WHERE id NOT IN (SELECT build FROM qa_live)
-              AND id NOT IN (SELECT id FROM qa_builds ORDER BY published_at DESC, id DESC LIMIT %s)""", (keep,))
-        conn.execute("DELETE FROM qa_documents d WHERE NOT EXISTS "
-                     "(SELECT 1 FROM qa_build_documents b WHERE b.version = d.version)")
+              AND id NOT IN (SELECT id FROM qa_builds ORDER BY published_at DESC, id DESC LIMIT %s)""",
+            (keep,),
+        )
+        conn.execute(
+            "DELETE FROM qa_documents d WHERE NOT EXISTS "
+            "(SELECT 1 FROM qa_build_documents b WHERE b.version = d.version)"
+        )
 
 
 # ---------------------------------------------------------------- reading the live build
@@ -335,16 +368,31 @@ def open_index(index_dir: Path, db: Database) -> Index:
     if build_id is None:
         raise IndexUnavailable(f"no index in the database at {redact(db.url)}; run `qa build --backend postgres`")
     manifest = db.rows("SELECT manifest FROM qa_builds WHERE id = %s", (build_id,))[0][0]
-    docs = db.rows("SELECT d.record FROM qa_build_documents b JOIN qa_documents d USING (version) "
-                   "WHERE b.build = %s ORDER BY b.first_chunk", (build_id,))
-    passages = db.rows("SELECT p.record FROM qa_build_documents b JOIN qa_passages p USING (version) "
-                       "WHERE b.build = %s ORDER BY b.first_chunk, p.position", (build_id,))
+    docs = db.rows(
+        "SELECT d.record FROM qa_build_documents b JOIN qa_documents d USING (version) "
+        "WHERE b.build = %s ORDER BY b.first_chunk",
+        (build_id,),
+    )
+    passages = db.rows(
+        "SELECT p.record FROM qa_build_documents b JOIN qa_passages p USING (version) "
+        "WHERE b.build = %s ORDER BY b.first_chunk, p.position",
+        (build_id,),
+    )
     chunks = [Chunk.from_record(r) for (r,) in passages]
     dim = manifest["dimension"]
     empty = np.empty((0, dim), dtype=np.float32)
-    return Index(index_dir / BUILDS / build_id, manifest, {r["id"]: document_from_record(r) for (r,) in docs},
-                 chunks, empty, empty, empty, np.zeros(1, dtype=np.int64), faiss.IndexFlatIP(dim),
-                 document_ranges(chunks))
+    return Index(
+        index_dir / BUILDS / build_id,
+        manifest,
+        {r["id"]: document_from_record(r) for (r,) in docs},
+        chunks,
+        empty,
+        empty,
+        empty,
+        np.zeros(1, dtype=np.int64),
+        faiss.IndexFlatIP(dim),
+        document_ranges(chunks),
+    )
 
 
 class PostgresStore:
@@ -354,12 +402,16 @@ class PostgresStore:
         self.index = index
         self.db = db
         self.build_id = index.build_id
-        rows = db.rows("SELECT version, first_chunk FROM qa_build_documents WHERE build = %s ORDER BY first_chunk",
-                       (self.build_id,))
+        rows = db.rows(
+            "SELECT version, first_chunk FROM qa_build_documents WHERE build = %s ORDER BY first_chunk",
+            (self.build_id,),
+        )
         self.versions = np.array([r[0] for r in rows], dtype=np.int64)
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
-        self.version_of = {doc: int(self.versions[np.searchsorted(self.firsts, first)])
-                           for doc, (first, _) in index.document_ranges.items()}
+        self.version_of = {
+            doc: int(self.versions[np.searchsorted(self.firsts, first)])
+            for doc, (first, _) in index.document_ranges.items()
+        }
         self._last = threading.local()  # the last `Signals` computed in each thread
 
     def scope(self, document: str | None) -> tuple[int, int]:
@@ -374,12 +426,16 @@ class PostgresStore:
         first, last = scope
         if (first, last) != (0, len(self.index.chunks)):
             version = int(self.versions[np.searchsorted(self.firsts, first, side="right") - 1])
-            rows = self.db.rows("SELECT position FROM qa_passages WHERE version = %s "
-                                "ORDER BY vector <#> %s LIMIT %s", (version, query_vector, n))
+            rows = self.db.rows(
+                "SELECT position FROM qa_passages WHERE version = %s ORDER BY vector <#> %s LIMIT %s",
+                (version, query_vector, n),
+            )
             return first + np.array([r[0] for r in rows], dtype=np.int64)
-        rows = self.db.rows("SELECT b.first_chunk + p.position FROM qa_passages p JOIN qa_build_documents b "
-                            "USING (version) WHERE b.build = %s ORDER BY p.vector <#> %s LIMIT %s",
-                            (self.build_id, query_vector, n))
+        rows = self.db.rows(
+            "SELECT b.first_chunk + p.position FROM qa_passages p JOIN qa_build_documents b "
+            "USING (version) WHERE b.build = %s ORDER BY p.vector <#> %s LIMIT %s",
+            (self.build_id, query_vector, n),
+        )
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
@@ -404,8 +460,13 @@ class PostgresStore:
                  JOIN qa_build_documents b ON b.version = p.version, stats
             WHERE {within}
             GROUP BY 1"""
-        params = {"terms": terms, "build": self.build_id, "k1": BM25_K1, "b": BM25_B,
-                  "version": self.version_of.get(document or "")}
+        params = {
+            "terms": terms,
+            "build": self.build_id,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "version": self.version_of.get(document or ""),
+        }
         for chunk, score in self.db.rows(sql, params):
             scores[chunk - first] = score
         return scores
@@ -419,7 +480,8 @@ class PostgresStore:
         if kept is not None and kept.key == key:
             return kept
         versions, positions = self._locate(np.asarray(chunks, dtype=np.int64))
-        rows = self.db.rows("""
+        rows = self.db.rows(
+            """
             SELECT t.i, -(p.vector <#> %(q)s), s.best, -(c.centroid <#> %(q)s), s.highlights
             FROM unnest(%(versions)s::bigint[], %(positions)s::int[]) WITH ORDINALITY AS t(version, position, i)
             JOIN qa_passages p USING (version, position)
@@ -428,10 +490,12 @@ class PostgresStore:
                 SELECT max(-(vector <#> %(q)s)) AS best, array_agg(-(highlight <#> %(q)s) ORDER BY sentence)
                        AS highlights
                 FROM qa_sentences WHERE version = t.version AND position = t.position) s""",
-            {"versions": versions, "positions": positions, "q": query_vector})
+            {"versions": versions, "positions": positions, "q": query_vector},
+        )
         n = len(versions)
-        signals = Signals(key, np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32),
-                          np.zeros(n, dtype=np.float32), {})
+        signals = Signals(
+            key, np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32), {}
+        )
         for i, passage, sentence, section, highlights in rows:
             signals.passage[i - 1], signals.sentence[i - 1], signals.section[i - 1] = passage, sentence, section
             signals.highlights[int(chunks[i - 1])] = np.asarray(highlights, dtype=np.float32)
@@ -452,8 +516,10 @@ class PostgresStore:
         if kept is not None and kept.key[0] == query_vector.tobytes() and chunk in kept.highlights:
             return kept.highlights[chunk]
         versions, positions = self._locate(np.array([chunk], dtype=np.int64))
-        rows = self.db.rows("SELECT -(highlight <#> %s) FROM qa_sentences WHERE version = %s AND position = %s "
-                            "ORDER BY sentence", (query_vector, versions[0], positions[0]))
+        rows = self.db.rows(
+            "SELECT -(highlight <#> %s) FROM qa_sentences WHERE version = %s AND position = %s ORDER BY sentence",
+            (query_vector, versions[0], positions[0]),
+        )
         return np.array([r[0] for r in rows], dtype=np.float32)
 
 

@@ -41,8 +41,9 @@ class QueryError(ValueError):
         self.message = message
 
 
-def validate(query: object, k: object = DEFAULT_K, document: object = None,
-             documents: dict | None = None) -> tuple[str, int, str | None]:
+def validate(
+    query: object, k: object = DEFAULT_K, document: object = None, documents: dict | None = None
+) -> tuple[str, int, str | None]:
     """Check a question and its parameters; return them cleaned, or raise QueryError."""
     if not isinstance(query, str):
         raise QueryError("q must be a string")
@@ -86,10 +87,15 @@ class Searcher:
     ranker (`rankers.RANKERS`).
     """
 
-    def __init__(self, index: Index, embedder: Embedder, answerable_threshold: float | None = None,
-                 weights: Weights = Weights(),  # noqa: B008 - frozen: one shared default is safe
-                 store: PassageStore | None = None,
-                 calibration: Calibration = Calibration()) -> None:  # noqa: B008 - frozen too
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        answerable_threshold: float | None = None,
+        weights: Weights = Weights(),  # noqa: B008 - frozen: one shared default is safe
+        store: PassageStore | None = None,
+        calibration: Calibration = Calibration(),  # noqa: B008 - frozen too
+    ) -> None:
         self.index = index
         self.weights = weights
         self.ranker = make_ranker(weights)
@@ -107,9 +113,14 @@ class Searcher:
         n = min(CANDIDATES, len(lexical_all))
         lexical_top = scope[0] + np.argpartition(-lexical_all, n - 1)[:n]
         candidates = np.union1d(store.dense_candidates(query_vector, scope, CANDIDATES), lexical_top)
-        return Features(query, candidates, store.passage_similarities(candidates, query_vector),
-                        store.best_sentence_similarities(candidates, query_vector),
-                        store.section_similarities(candidates, query_vector), lexical_all[candidates - scope[0]])
+        return Features(
+            query,
+            candidates,
+            store.passage_similarities(candidates, query_vector),
+            store.best_sentence_similarities(candidates, query_vector),
+            store.section_similarities(candidates, query_vector),
+            lexical_all[candidates - scope[0]],
+        )
 
     def rank(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Ranking:
         """The candidates in the ranker's order, best first."""
@@ -128,11 +139,14 @@ class Searcher:
         """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
         if not len(ranking.chunks):
             return {"top_sentence": -1.0, "top_passage": -1.0}
-        return {"top_sentence": float(ranking.best_sentence[0]),
-                "top_passage": float(self.store.passage_similarities(ranking.chunks[:1], query_vector)[0])}
+        return {
+            "top_sentence": float(ranking.best_sentence[0]),
+            "top_passage": float(self.store.passage_similarities(ranking.chunks[:1], query_vector)[0]),
+        }
 
-    def prepare(self, query: str, document: str | None = None
-                ) -> tuple[Correction, np.ndarray, Ranking, dict[str, float]]:
+    def prepare(
+        self, query: str, document: str | None = None
+    ) -> tuple[Correction, np.ndarray, Ranking, dict[str, float]]:
         """A validated question's spelling correction, vector, ranking and confidence signals."""
         correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
         query_vector = self.embedder.encode([correction.corrected])[0]
@@ -148,13 +162,23 @@ class Searcher:
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
             page, page_end = page_span(self.index.documents[c.document].pages, c.start, c.end)
-            results.append({
-                "rank": rank, "score": round(float(score), 4), "document": c.document,
-                "document_title": c.document_title, "section": c.section, "chunk": c.chunk,
-                "paragraph": c.paragraph, "page": page, "page_end": page_end,
-                "start": c.start, "end": c.end, "text": c.text,
-                "highlights": self.highlight(int(chunk_id), query_vector),
-            })
+            results.append(
+                {
+                    "rank": rank,
+                    "score": round(float(score), 4),
+                    "document": c.document,
+                    "document_title": c.document_title,
+                    "section": c.section,
+                    "chunk": c.chunk,
+                    "paragraph": c.paragraph,
+                    "page": page,
+                    "page_end": page_end,
+                    "start": c.start,
+                    "end": c.end,
+                    "text": c.text,
+                    "highlights": self.highlight(int(chunk_id), query_vector),
+                }
+            )
         return {
             "query": query,
             **({"corrected_query": correction.corrected} if correction.changed else {}),
@@ -162,6 +186,9 @@ class Searcher:
             "confidence": round(confidence, 4),
             "took_ms": round((time.perf_counter() - began) * 1000, 2),
             "results": results,
-            "index": {"built_at": self.index.manifest["built_at"], "model": self.index.manifest["model"]["id"],
-                      "chunks": self.index.manifest["chunks"]},
+            "index": {
+                "built_at": self.index.manifest["built_at"],
+                "model": self.index.manifest["model"]["id"],
+                "chunks": self.index.manifest["chunks"],
+            },
         }

@@ -13,11 +13,56 @@ if TYPE_CHECKING:
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 # Punkt stores abbreviations lower-case and without the final period.
-EXTRA_ABBREVIATIONS = frozenset({
-    "u.s", "u.k", "u.n", "e.u", "gen", "lt", "col", "maj", "capt", "sgt", "adm", "dr", "mr", "mrs", "ms", "prof",
-    "sen", "rep", "gov", "pres", "st", "jr", "sr", "no", "vol", "fig", "eq", "al", "e.g", "i.e", "cf", "vs", "etc",
-    "approx", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-})
+EXTRA_ABBREVIATIONS = frozenset(
+    {
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.u",
+        "gen",
+        "lt",
+        "col",
+        "maj",
+        "capt",
+        "sgt",
+        "adm",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "sen",
+        "rep",
+        "gov",
+        "pres",
+        "st",
+        "jr",
+        "sr",
+        "no",
+        "vol",
+        "fig",
+        "eq",
+        "al",
+        "e.g",
+        "i.e",
+        "cf",
+        "vs",
+        "etc",
+        "approx",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    }
+)
 
 
 @lru_cache(maxsize=1)
@@ -46,13 +91,13 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     for s, e in tokenizer().span_tokenize(text[start:end]):
-        piece = text[start + s:start + e]
+        piece = text[start + s : start + e]
         lead = len(piece) - len(piece.lstrip())
         trail = len(piece) - len(piece.rstrip())
         if e - trail <= s + lead:
             continue
         span = (start + s + lead, start + e - trail)
-        if spans and is_fragment(text[span[0]:span[1]]):
+        if spans and is_fragment(text[span[0] : span[1]]):
             spans[-1] = (spans[-1][0], span[1])
         else:
             spans.append(span)

@@ -52,26 +52,62 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "QA_HOST", "127.0.0.1", str, "Address `qa serve` listens on."),
     Setting("port", "QA_PORT", 8000, int, "Port `qa serve` listens on."),
     Setting("workers", "QA_WORKERS", os.cpu_count() or 1, int, "Server worker processes (default: one per core)."),
-    Setting("onnx_threads", "QA_ONNX_THREADS", 1, int,
-            "onnxruntime threads per process for the query encoder (one per worker is fastest under load)."),
-    Setting("query_encoder", "QA_QUERY_ENCODER", "exact", str,
-            "`exact`: the model's own weights, the vectors of sentence-transformers. `int8`: its weights quantised "
-            "to 8 bits, about 2.5x faster per question, rankings nearly the same (see docs/benchmark.md).",
-            QUERY_ENCODERS),
-    Setting("answerable_threshold", "QA_ANSWERABLE_THRESHOLD", None, float,
-            "Answer only when `confidence` (the calibrated probability that the documents answer, 0-1) reaches "
-            "this (default: the calibration's threshold, 0.50 as shipped; `qa tune` refits it, "
-            "see docs/retrieval.md)."),
-    Setting("rate_limit", "QA_RATE_LIMIT", None, str,
-            "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default."),
-    Setting("cors_origins", "QA_CORS_ORIGINS", "", str,
-            "Comma-separated origins allowed to call the JSON API from a browser. None by default."),
-    Setting("backend", "QA_BACKEND", "faiss", str,
-            "Where the index is searched: `faiss` (files in the index folder) or `postgres` (PostgreSQL with "
-            "pgvector, see `database_url`).", BACKENDS),
-    Setting("database_url", "QA_DATABASE_URL", "", str,
-            "PostgreSQL URL for `backend = postgres`, e.g. `postgresql://qa:secret@db/qa`. Empty: an embedded "
-            "server started in `<index>/postgres` and stopped on exit."),
+    Setting(
+        "onnx_threads",
+        "QA_ONNX_THREADS",
+        1,
+        int,
+        "onnxruntime threads per process for the query encoder (one per worker is fastest under load).",
+    ),
+    Setting(
+        "query_encoder",
+        "QA_QUERY_ENCODER",
+        "exact",
+        str,
+        "`exact`: the model's own weights, the vectors of sentence-transformers. `int8`: its weights quantised "
+        "to 8 bits, about 2.5x faster per question, rankings nearly the same (see docs/benchmark.md).",
+        QUERY_ENCODERS,
+    ),
+    Setting(
+        "answerable_threshold",
+        "QA_ANSWERABLE_THRESHOLD",
+        None,
+        float,
+        "Answer only when `confidence` (the calibrated probability that the documents answer, 0-1) reaches "
+        "this (default: the calibration's threshold, 0.50 as shipped; `qa tune` refits it, "
+        "see docs/retrieval.md).",
+    ),
+    Setting(
+        "rate_limit",
+        "QA_RATE_LIMIT",
+        None,
+        str,
+        "Per-client request limit for the API, e.g. `120/minute` (in-memory, so per worker). Off by default.",
+    ),
+    Setting(
+        "cors_origins",
+        "QA_CORS_ORIGINS",
+        "",
+        str,
+        "Comma-separated origins allowed to call the JSON API from a browser. None by default.",
+    ),
+    Setting(
+        "backend",
+        "QA_BACKEND",
+        "faiss",
+        str,
+        "Where the index is searched: `faiss` (files in the index folder) or `postgres` (PostgreSQL with "
+        "pgvector, see `database_url`).",
+        BACKENDS,
+    ),
+    Setting(
+        "database_url",
+        "QA_DATABASE_URL",
+        "",
+        str,
+        "PostgreSQL URL for `backend = postgres`, e.g. `postgresql://qa:secret@db/qa`. Empty: an embedded "
+        "server started in `<index>/postgres` and stopped on exit.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -99,8 +135,11 @@ class Settings:
         return {name.upper(): value for name, value in asdict(self).items()}
 
 
-def resolve(flags: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
-            environ: Mapping[str, str] | None = None) -> Settings:
+def resolve(
+    flags: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
     """Defaults, then the environment (`environ`, else the process's), then command-line `flags`, then `overrides`.
 
     `flags` hold only the options given on the command line (already checked by click); `overrides` are for tests.

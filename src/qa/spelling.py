@@ -39,7 +39,7 @@ def deletions(word: str, depth: int = 1) -> set[str]:
     """`word` and every string up to `depth` character deletions away from it."""
     found = {word}
     for _ in range(depth):
-        found |= {w[:i] + w[i + 1:] for w in found for i in range(len(w))}
+        found |= {w[:i] + w[i + 1 :] for w in found for i in range(len(w))}
     return found
 
 
@@ -84,8 +84,9 @@ class Speller:
         Words that are spelt right although the corpus lacks them; default `english_words()`.
     """
 
-    def __init__(self, texts: Iterable[str], stopwords: frozenset[str] = frozenset(),
-                 dictionary: Container[str] | None = None) -> None:
+    def __init__(
+        self, texts: Iterable[str], stopwords: frozenset[str] = frozenset(), dictionary: Container[str] | None = None
+    ) -> None:
         self.frequency: Counter[str] = Counter(w for text in texts for w in WORD.findall(text.lower()))
         self.stopwords = stopwords
         self.dictionary = english_words() if dictionary is None else dictionary
@@ -102,13 +103,20 @@ class Speller:
         drops or swaps letters inside a word more often than at its end: "deliverd" is "delivered", not
         "delivery"), then the most frequent in the corpus, then the alphabetically first.
         """
-        if (len(word) < MIN_LENGTH or not word.isalpha() or not word.islower() or word in self.stopwords
-                or word in self.frequency or word in self.dictionary):
+        if (
+            len(word) < MIN_LENGTH
+            or not word.isalpha()
+            or not word.islower()
+            or word in self.stopwords
+            or word in self.frequency
+            or word in self.dictionary
+        ):
             return None
         limit = max_distance(word)
         candidates = {c for variant in deletions(word) for c in self.table.get(variant, ())}
-        scored = [(d, c[-1] != word[-1], -self.frequency[c], c) for c in candidates
-                  if (d := edit_distance(word, c)) <= limit]
+        scored = [
+            (d, c[-1] != word[-1], -self.frequency[c], c) for c in candidates if (d := edit_distance(word, c)) <= limit
+        ]
         return min(scored)[-1] if scored else None
 
     def correct(self, question: str) -> Correction:

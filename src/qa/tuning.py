@@ -21,8 +21,10 @@ from .confidence import brier, calibrate, probabilities, reliability
 from .evaluation import evidence_spans, hit_flags
 from .search import Searcher, Weights, validate
 
-WEIGHT_GRID = [Weights(passage=p, section=s, dense=d)
-               for p, s, d in itertools.product((0.3, 0.5, 0.7), (0.0, 0.1, 0.2, 0.3), (0.4, 0.5, 0.6, 0.7))]
+WEIGHT_GRID = [
+    Weights(passage=p, section=s, dense=d)
+    for p, s, d in itertools.product((0.3, 0.5, 0.7), (0.0, 0.1, 0.2, 0.3), (0.4, 0.5, 0.6, 0.7))
+]
 FOLDS = 5
 
 
@@ -43,9 +45,18 @@ def reciprocal_ranks(searcher: Searcher, items: list[dict], grid: list[Weights],
             for weights in grid:
                 searcher.weights = weights
                 chunks = searcher.rank(corrected, query_vector, document).chunks[:10]
-                ranks = [r for r, c in enumerate(chunks, 1) if any(hit_flags(
-                    {"start": searcher.index.chunks[c].start, "end": searcher.index.chunks[c].end}, spans, shorter,
-                    None))]
+                ranks = [
+                    r
+                    for r, c in enumerate(chunks, 1)
+                    if any(
+                        hit_flags(
+                            {"start": searcher.index.chunks[c].start, "end": searcher.index.chunks[c].end},
+                            spans,
+                            shorter,
+                            None,
+                        )
+                    )
+                ]
                 column.append(1 / ranks[0] if ranks else 0.0)
             columns.append(column)
     finally:
@@ -67,8 +78,7 @@ def ranking_figures(rr: np.ndarray) -> dict:
     return {"hit@1": round(float((rr == 1).mean()), 3), "mrr@10": round(float(rr.mean()), 3)}
 
 
-def question_signals(searcher: Searcher, items: list[dict], features: tuple[str, ...]
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def question_signals(searcher: Searcher, items: list[dict], features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(questions x features) confidence signals and whether each question is answerable (has evidence)."""
     rows, labels = [], []
     for item in items:
@@ -81,9 +91,11 @@ def question_signals(searcher: Searcher, items: list[dict], features: tuple[str,
 
 def figures(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     said = p >= threshold
-    return {"brier": round(brier(p, y), 4),
-            "answerable_recall": round(float(said[y].mean()), 3) if y.any() else None,
-            "unanswerable_rejected": round(float((~said[~y]).mean()), 3) if (~y).any() else None}
+    return {
+        "brier": round(brier(p, y), 4),
+        "answerable_recall": round(float(said[y].mean()), 3) if y.any() else None,
+        "unanswerable_rejected": round(float((~said[~y]).mean()), 3) if (~y).any() else None,
+    }
 
 
 def tune(searcher: Searcher, items: list[dict], shorter: bool = False, weights: bool = True) -> dict:
@@ -117,12 +129,17 @@ def tune(searcher: Searcher, items: list[dict], shorter: bool = False, weights: 
         searcher.weights = previous
     refitted, cross_validated = calibrate(x, y, current.features)
     after = figures(cross_validated, y, refitted.threshold) | result.pop("after_ranking", {})
-    return result | {"calibration": refitted, "before": before, "after": after,
-                     "reliability": reliability(cross_validated, y)}
+    return result | {
+        "calibration": refitted,
+        "before": before,
+        "after": after,
+        "reliability": reliability(cross_validated, y),
+    }
 
 
 def saved_form(result: dict) -> dict:
     """What `qa tune` writes: the calibration, and the weights when they were tuned."""
     weights = result.get("weights")
-    return result["calibration"].as_dict() | ({"weights": {k: v for k, v in asdict(weights).items()
-                                                           if k != "fusion"}} if weights else {})
+    return result["calibration"].as_dict() | (
+        {"weights": {k: v for k, v in asdict(weights).items() if k != "fusion"}} if weights else {}
+    )

@@ -27,8 +27,13 @@ from .contract import ERROR_STATUS
 STOP_LINGER_SECONDS = 0.2  # a request already sent on a kept-alive connection when the stop began is still answered
 WAIT_SLICE_SECONDS = 0.1  # how often a thread waiting for a new connection's first bytes checks for a stop
 
-REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 501: "Not Implemented"}
+REASONS = {
+    400: "Bad Request",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
 
 
 def rejection(exc: BaseException, cfg) -> tuple[int, str, str]:
@@ -40,16 +45,23 @@ def rejection(exc: BaseException, cfg) -> tuple[int, str, str]:
 
 def _rejection(exc: BaseException, cfg) -> tuple[str, str]:
     if isinstance(exc, errors.LimitRequestLine):
-        return ("uri_too_long", f"the request line is over the server's limit of {cfg.limit_request_line:,} "
-                                "bytes; send a long question with POST /api/search as JSON")
+        return (
+            "uri_too_long",
+            f"the request line is over the server's limit of {cfg.limit_request_line:,} "
+            "bytes; send a long question with POST /api/search as JSON",
+        )
     if isinstance(exc, errors.LimitRequestHeaders):
-        return ("headers_too_large", f"the request headers are over the server's limits: at most "
-                                     f"{cfg.limit_request_fields} headers of at most "
-                                     f"{cfg.limit_request_field_size:,} bytes each")
+        return (
+            "headers_too_large",
+            f"the request headers are over the server's limits: at most "
+            f"{cfg.limit_request_fields} headers of at most "
+            f"{cfg.limit_request_field_size:,} bytes each",
+        )
     if isinstance(exc, errors.UnsupportedTransferCoding):
         return "not_implemented", f"unsupported transfer coding: {exc}"
-    if isinstance(exc, errors.ParseException) and not isinstance(exc, (errors.InvalidResponseHeader,
-                                                                          errors.InvalidResponseHeaderName)):
+    if isinstance(exc, errors.ParseException) and not isinstance(
+        exc, (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
+    ):
         return "bad_request", f"malformed HTTP request ({type(exc).__name__}: {exc})"
     return "internal_error", "internal error"
 
@@ -57,16 +69,18 @@ def _rejection(exc: BaseException, cfg) -> tuple[str, str]:
 def json_error(status: int, code: str, message: str) -> bytes:
     """A complete HTTP response in the API's error shape, with the app's security headers; the connection closes."""
     body = json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False).encode("utf-8")
-    head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-            "Connection: close\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"Content-Security-Policy: {CSP}\r\n"
-            "X-Content-Type-Options: nosniff\r\n"
-            "Referrer-Policy: same-origin\r\n"
-            "X-Frame-Options: DENY\r\n"
-            f"X-Request-Id: {uuid.uuid4().hex[:16]}\r\n"  # as on every response; the request's own is unread
-            "\r\n")
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Content-Security-Policy: {CSP}\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Referrer-Policy: same-origin\r\n"
+        "X-Frame-Options: DENY\r\n"
+        f"X-Request-Id: {uuid.uuid4().hex[:16]}\r\n"  # as on every response; the request's own is unread
+        "\r\n"
+    )
     return head.encode("latin-1") + body
 
 

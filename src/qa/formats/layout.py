@@ -88,9 +88,7 @@ def assemble(blocks: list[Block]) -> Layout:
             return
         index = len(layout.sections)
         layout.sections.append(Section(open_section[0], open_section[1], end))
-        layout.paragraphs.extend(
-            Paragraph(s, e, index, n) for n, (s, e) in enumerate(numbered, start=1)
-        )
+        layout.paragraphs.extend(Paragraph(s, e, index, n) for n, (s, e) in enumerate(numbered, start=1))
 
     for block in blocks:
         if block.kind == "title":

@@ -65,7 +65,7 @@ def parse(text: str) -> Layout:
             seen_content = any(b.kind in ("paragraph", "heading") for b in blocks)
             if block.kind == "title" and (seen_content or any(b.kind == "title" for b in blocks)):
                 block = Block("heading", block.start, block.end, block.text)  # a later `#` is a section
-            elif block.kind == "paragraph" and not seen_content and is_byline(text[block.start:block.end]):
-                block = Block("byline", block.start, block.end, text[block.start:block.end])
+            elif block.kind == "paragraph" and not seen_content and is_byline(text[block.start : block.end]):
+                block = Block("byline", block.start, block.end, text[block.start : block.end])
             blocks.append(block)
     return assemble(blocks)

@@ -41,8 +41,8 @@ REPEATED_SHARE = 0.3  # furniture repeats on at least this share of the pages (a
 PARAGRAPH_GAP = 0.35  # a gap this many line heights wider than the usual space between lines starts a paragraph
 SPREAD = 0.75  # a line wider than this many font sizes per character is spread over table cells: not a heading
 BOLD_WEIGHT = 600
-_SENTENCE_END = tuple(".!?:;,\"”’")  # a heading does not end so
-_PARAGRAPH_END = (".", "!", "?", ":", "”", "\"", ")")  # a paragraph's last line may end so
+_SENTENCE_END = tuple('.!?:;,"”’')  # a heading does not end so
+_PARAGRAPH_END = (".", "!", "?", ":", "”", '"', ")")  # a paragraph's last line may end so
 _BULLETS = "•▪◦‣–-*"
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[#ivxlc]+(\s*(of|/)\s*[#ivxlc]+)?$")
 _NUMBER_ONLY = re.compile(r"^[\d\s.,:()\-–/]{1,8}$")
@@ -118,19 +118,30 @@ def _page_lines(page_number: int, page) -> tuple[list[Line], float]:
             middle_at = start + middle - piece[middle].isspace()  # a word's last letter, not the space after it
             if aligned:
                 size = max(_char_size(raw, first_at), _char_size(raw, middle_at))
-                bold = (pdfium_c.FPDFText_GetFontWeight(raw, first_at) >= BOLD_WEIGHT
-                        and pdfium_c.FPDFText_GetFontWeight(raw, middle_at) >= BOLD_WEIGHT)
+                bold = (
+                    pdfium_c.FPDFText_GetFontWeight(raw, first_at) >= BOLD_WEIGHT
+                    and pdfium_c.FPDFText_GetFontWeight(raw, middle_at) >= BOLD_WEIGHT
+                )
                 pdfium_c.FPDFText_GetLooseCharBox(raw, first_at, box)
                 left, top, bottom = box.left, box.top, box.bottom
                 pdfium_c.FPDFText_GetLooseCharBox(raw, last_at, box)
                 right, top, bottom = box.right, max(top, box.top), min(bottom, box.bottom)
             else:
                 size, bold, left, top, right, bottom = 0.0, False, 0.0, 0.0, 0.0, 0.0
-            lines.append(Line(
-                page=page_number, text=cleaned, hyphenated=piece.rstrip().endswith((SOFT_HYPHEN, "\x02")),
-                size=round(size, 1), bold=bold, top=top, bottom=bottom, left=left, right=right,
-                rotated=aligned and abs(math.sin(pdfium_c.FPDFText_GetCharAngle(raw, first_at))) > 0.5,
-            ))
+            lines.append(
+                Line(
+                    page=page_number,
+                    text=cleaned,
+                    hyphenated=piece.rstrip().endswith((SOFT_HYPHEN, "\x02")),
+                    size=round(size, 1),
+                    bold=bold,
+                    top=top,
+                    bottom=bottom,
+                    left=left,
+                    right=right,
+                    rotated=aligned and abs(math.sin(pdfium_c.FPDFText_GetCharAngle(raw, first_at))) > 0.5,
+                )
+            )
         return lines, page.get_height()
     finally:
         textpage.close()
@@ -154,12 +165,17 @@ def remove_furniture(pages: list[tuple[list[Line], float]]) -> list[list[Line]]:
     repeated = max(2, math.ceil(REPEATED_SHARE * len(pages)))
     kept = []
     for lines, height in pages:
-        kept.append([
-            ln for ln in lines
-            if not _NUMBER_ONLY.match(ln.text)
-            and not (in_band(ln, height) and (seen[_furniture_key(ln.text)] >= repeated
-                                               or _PAGE_NUMBER.match(_furniture_key(ln.text))))
-        ])
+        kept.append(
+            [
+                ln
+                for ln in lines
+                if not _NUMBER_ONLY.match(ln.text)
+                and not (
+                    in_band(ln, height)
+                    and (seen[_furniture_key(ln.text)] >= repeated or _PAGE_NUMBER.match(_furniture_key(ln.text)))
+                )
+            ]
+        )
     return kept
 
 
@@ -252,8 +268,12 @@ def _heading_runs(flat: list[Line], body: float, spacing: float) -> list[list[in
         if spread or not (_looks_like_heading(ln.text) and (larger or (ln.bold and abs(ln.size - body) <= 0.5))):
             continue
         prev = flat[runs[-1][-1]] if runs and runs[-1][-1] == i - 1 else None
-        if (prev is not None and abs(prev.size - ln.size) < 0.3 and prev.bold == ln.bold
-                and (_gap(prev, ln) or spacing) < spacing):
+        if (
+            prev is not None
+            and abs(prev.size - ln.size) < 0.3
+            and prev.bold == ln.bold
+            and (_gap(prev, ln) or spacing) < spacing
+        ):
             runs[-1].append(i)
         else:
             runs.append([i])
@@ -292,8 +312,12 @@ def mark_title(pages: list[list[Line]], spacing: float) -> None:
         return
     body = body_size(pages)
     run = _heading_runs(first_page, body, spacing)[:1]
-    if run and run[0][0] == 0 and first_page[0].size >= max(ln.size for ln in first_page) and \
-            first_page[0].size >= body * HEADING_SCALE:
+    if (
+        run
+        and run[0][0] == 0
+        and first_page[0].size >= max(ln.size for ln in first_page)
+        and first_page[0].size >= body * HEADING_SCALE
+    ):
         first_page[0].heading = " ".join(first_page[i].text for i in run[0])
         for i in run[0][1:]:
             first_page[i].heading = ""
@@ -328,8 +352,12 @@ def group_lines(pages: list[list[Line]], spacing: float) -> list[Group]:
         if line.heading == "" and current is not None and current.heading:
             current.lines.append(line)
             continue
-        if (current is None or line.heading is not None or current.heading is not None
-                or _starts_paragraph(current.lines[-1], line, block_right, spacing)):
+        if (
+            current is None
+            or line.heading is not None
+            or current.heading is not None
+            or _starts_paragraph(current.lines[-1], line, block_right, spacing)
+        ):
             groups.append(Group([line]))
             block_right = line.right
         else:
@@ -386,8 +414,8 @@ def _title_and_byline(blocks: list[Block], groups: list[Group], text: str) -> li
     if groups[0].lines[0].size < max(first_page):
         return blocks
     blocks = [Block("title", blocks[0].start, blocks[0].end, blocks[0].text), *blocks[1:]]
-    if len(blocks) > 1 and blocks[1].kind == "paragraph" and is_byline(text[blocks[1].start:blocks[1].end]):
-        blocks[1] = Block("byline", blocks[1].start, blocks[1].end, text[blocks[1].start:blocks[1].end])
+    if len(blocks) > 1 and blocks[1].kind == "paragraph" and is_byline(text[blocks[1].start : blocks[1].end]):
+        blocks[1] = Block("byline", blocks[1].start, blocks[1].end, text[blocks[1].start : blocks[1].end])
     return blocks
 
 
@@ -420,4 +448,3 @@ def read(raw: bytes) -> Extracted:
         return Extracted(text, assemble(_title_and_byline(blocks, groups, text)), page_starts)
     finally:
         document.close()
-

@@ -10,7 +10,7 @@ from .layout import Block, Layout, assemble, is_byline, is_image_file_line, line
 
 MAX_HEADING_WORDS = 12
 MAX_HEADING_CHARS = 100
-_SENTENCE_END = tuple(".!?:;,\"”’)]")
+_SENTENCE_END = tuple('.!?:;,"”’)]')
 
 
 def is_heading(line: str) -> bool:

@@ -51,14 +51,16 @@ def page_blocks(container) -> Blocks:
 
 def main_text(raw: bytes) -> str:
     """trafilatura's main text of the page, whitespace collapsed (empty when it finds none)."""
-    extracted = trafilatura.extract(raw, output_format="txt", include_tables=True, include_comments=False,
-                                    config=_CONFIG)
+    extracted = trafilatura.extract(
+        raw, output_format="txt", include_tables=True, include_comments=False, config=_CONFIG
+    )
     return " ".join((extracted or "").split())
 
 
 def kept_blocks(blocks: Blocks, main: str) -> Blocks:
     """The blocks whose text is in `main`, with each heading whose next block is kept, and the page's first `<h1>`
     when it comes before all of them (a title, even when trafilatura left out the byline under it)."""
+
     def in_main(tag: str, text: str) -> bool:
         return all(part in main for part in text.split(" | ")) if tag == "tr" else text in main
 

@@ -43,11 +43,13 @@ class Features:
 class Ranker(Protocol):
     """Scores candidate passages: higher is better. The search orders them by this score (stable on ties)."""
 
-    def score(self, features: Features) -> np.ndarray:
-        ...
+    def score(self, features: Features) -> np.ndarray: ...
 
 
 def dense_signal(features: Features, weights: Weights) -> np.ndarray:
     """The weighted sum of the three cosines (see the constants above)."""
-    return (weights.passage * features.passage + (1 - weights.passage) * features.sentence
-            + weights.section * features.section)
+    return (
+        weights.passage * features.passage
+        + (1 - weights.passage) * features.sentence
+        + weights.section * features.section
+    )
