@@ -112,17 +112,14 @@ def fail(message: str, status: int = EXIT_UNAVAILABLE) -> NoReturn:
 
 
 def progress_bar(items: Iterable, total: int, label: str) -> Iterable:
+    """A progress bar for a person at a terminal; for a log file, one line saying what is being embedded."""
+    if not sys.stderr.isatty():
+        if total:
+            click.echo(f"embedding {label}: {total} batch(es)", err=True)
+        return items
     from tqdm import tqdm
 
-    return tqdm(
-        items,
-        total=total,
-        desc=f"embedding {label}",
-        unit="batch",
-        file=sys.stderr,
-        leave=False,
-        disable=not sys.stderr.isatty(),
-    )  # a bar for a person at a terminal, not for a log file
+    return tqdm(items, total=total, desc=f"embedding {label}", unit="batch", file=sys.stderr, leave=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
