@@ -33,8 +33,8 @@ QUESTIONS = ("When did Russia deliver the S-300 to Iran?", "What dataset is used
              "How does the model compare with the baseline?", "Which languages are covered?")
 
 
-def memory_mb() -> dict[str, float]:
-    text = Path("/proc/self/smaps_rollup").read_text(encoding="utf-8")
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="utf-8")
 
     def kb(key: str) -> int:
         return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -63,14 +63,17 @@ def worker(index_dir: Path, questions: list[str]) -> None:
     sys.stdin.read()
 
 
-def replicate(source: Path, target: Path, copies: int) -> None:
-    """A build of `copies` copies of `source`'s live build, each document renamed, its vectors reused."""
+def replicate(source: Path, target: Path, copies: int, limit: int = 0) -> None:
+    """A build of `copies` copies of `source`'s live build, each document renamed, its vectors reused; with a
+    `limit`, documents stop being added once that many passages are in (one document at least)."""
     from qa.index import Plan, build_lock, load, make_live, write_staged
 
     index = load(source)
     documents, chunks, parts = [], [], []
     for k in range(copies):
         for doc in index.documents.values():
+            if limit and chunks and len(chunks) >= limit:
+                break
             first, last = index.document_ranges[doc.id]
             copy = dataclasses.replace(doc, id=f"{doc.id}-{k}", path=f"copy-{k}/{doc.path}")
             documents.append(copy)
