@@ -179,7 +179,7 @@ def print_table(build: dict, rows: list[dict]) -> None:
         rss = "/".join(f"{v:.0f}" for v in r["workers_rss_mb"])
         private = "/".join(f"{v:.0f}" for v in r["workers_private_mb"])
         publish_s = f"{r['publish_s']:.1f}" if "publish_s" in r else "-"
-        print(f"{r['passages']:>9,} {r['backend']:9} {r['disk_bytes'] / 1e6:8.0f} {publish_s:>9} {r['open_s']:7.2f} "
+        print(f"{r['passages']:>9,} {r['backend']:9} {r['disk_bytes'] / 1e6:8.1f} {publish_s:>9} {r['open_s']:7.2f} "
               f"{r['search_p50_ms']:7.1f} {r['search_p99_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p99_ms']:8.1f} "
               f"{rss:>13} {private:>13} {r['recall_at_10']:9.3f}")
 
