@@ -184,27 +184,30 @@ def print_table(build: dict, rows: list[dict]) -> None:
               f"{rss:>13} {private:>13} {r['recall_at_10']:9.3f}")
 
 
-PANELS = (("search p50, in-process and HTTP (ms)", ("search_p50_ms", "http_p50_ms")), ("open (s)", ("open_s",)),
-          ("first worker RSS (MB)", ("rss_1",)), ("disk (MB)", ("disk_mb",)))
+BOTH = ("faiss", "postgres")
+PANELS = (("FAISS search p50 (ms)", ("search_p50_ms", "http_p50_ms"), ("faiss",)),
+          ("PostgreSQL search p50 (ms)", ("search_p50_ms", "http_p50_ms"), ("postgres",)),
+          ("open (s)", ("open_s",), BOTH), ("first worker RSS (MB)", ("rss_1",), BOTH),
+          ("disk (MB)", ("disk_mb",), BOTH))
 COLOURS = {"faiss": "#1f77b4", "postgres": "#d62728"}
 
 
 def write_svg(rows: list[dict], path: Path) -> None:
     """Cost against corpus size (log scale), one panel per cost, a line per backend (dashed: over HTTP)."""
-    width, height, left, top, bottom = 300, 220, 50, 30, 40
+    width, height, left, top, bottom = 250, 220, 50, 30, 40
     sizes = [r["passages"] for r in rows]
     low = math.log10(min(sizes))
     high = max(math.log10(max(sizes)), low + 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(PANELS)}" height="{height}" '
              'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
-    for n, (title, keys) in enumerate(PANELS):
+    for n, (title, keys, backends) in enumerate(PANELS):
         x0 = n * width + left
         plot_w, plot_h = width - left - 15, height - top - bottom
 
         def value(r: dict, key: str) -> float:
             return {"rss_1": r["workers_rss_mb"][0], "disk_mb": r["disk_bytes"] / 1e6}.get(key, r.get(key, 0.0))
 
-        top_value = max(value(r, k) for r in rows for k in keys) * 1.1 or 1.0
+        top_value = max(value(r, k) for r in rows if r["backend"] in backends for k in keys) * 1.1 or 1.0
         parts += [f'<text x="{x0}" y="18" font-weight="bold">{title}</text>',
                   f'<line x1="{x0}" y1="{top + plot_h}" x2="{x0 + plot_w}" y2="{top + plot_h}" stroke="black"/>',
                   f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + plot_h}" stroke="black"/>',
@@ -214,14 +217,15 @@ def write_svg(rows: list[dict], path: Path) -> None:
             x = x0 + (exponent - low) / (high - low) * plot_w
             parts.append(f'<text x="{x:.0f}" y="{top + plot_h + 14}" text-anchor="middle">10^{exponent}</text>')
         parts.append(f'<text x="{x0 + plot_w / 2}" y="{height - 6}" text-anchor="middle">passages</text>')
-        for backend, colour in COLOURS.items():
+        for backend in backends:
+            colour = COLOURS[backend]
             mine = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["passages"])
             for k, key in enumerate(keys):
                 points = " ".join(f"{x0 + (math.log10(r['passages']) - low) / (high - low) * plot_w:.1f},"
                                   f"{top + plot_h - value(r, key) / top_value * plot_h:.1f}" for r in mine)
                 dash = ' stroke-dasharray="4,3"' if k else ""
                 parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
-        if n == 0:
+        if n == 2:
             parts += [f'<text x="{x0 + 8 + 70 * k}" y="{top + 10}" fill="{c}">{b}</text>'
                       for k, (b, c) in enumerate(COLOURS.items())]
     path.write_text("\n".join(parts + ["</svg>"]) + "\n", encoding="utf-8")
