@@ -78,6 +78,7 @@ class Ranking:
     chunks: np.ndarray  # chunk ids, best first
     scores: np.ndarray  # fused scores, same order
     best_sentence: np.ndarray  # max sentence cosine of each, same order
+    passage: np.ndarray  # passage cosine of each, same order
 
 
 class Searcher:
@@ -127,7 +128,7 @@ class Searcher:
         features = self.features(query, query_vector, document)
         fused = self.ranker.score(features)
         order = np.argsort(-fused, kind="stable")
-        return Ranking(features.chunks[order], fused[order], features.sentence[order])
+        return Ranking(features.chunks[order], fused[order], features.sentence[order], features.passage[order])
 
     def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
         """The sentence of the passage closest to the question (or two adjacent ones that answer together)."""
@@ -135,14 +136,11 @@ class Searcher:
         sentences = self.index.chunks[chunk_id].sentences
         return [{"start": sentences[a][0], "end": sentences[b][1]}]
 
-    def confidence_signals(self, ranking: Ranking, query_vector: np.ndarray) -> dict[str, float]:
+    def confidence_signals(self, ranking: Ranking) -> dict[str, float]:
         """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
         if not len(ranking.chunks):
             return {"top_sentence": -1.0, "top_passage": -1.0}
-        return {
-            "top_sentence": float(ranking.best_sentence[0]),
-            "top_passage": float(self.store.passage_similarities(ranking.chunks[:1], query_vector)[0]),
-        }
+        return {"top_sentence": float(ranking.best_sentence[0]), "top_passage": float(ranking.passage[0])}
 
     def prepare(
         self, query: str, document: str | None = None
@@ -151,7 +149,7 @@ class Searcher:
         correction = self.speller.correct(query)  # words the corpus does not know, spelt as it does
         query_vector = self.embedder.encode([correction.corrected])[0]
         ranking = self.rank(correction.corrected, query_vector, document)
-        return correction, query_vector, ranking, self.confidence_signals(ranking, query_vector)
+        return correction, query_vector, ranking, self.confidence_signals(ranking)
 
     def search(self, query: str, k: int = DEFAULT_K, document: str | None = None) -> dict:
         began = time.perf_counter()
