@@ -111,9 +111,9 @@ DAMAGE = {
     "truncated vectors": truncate("vectors.npy"),
     "truncated sentence vectors": truncate("sentences.npy"),
     "truncated FAISS index": truncate("faiss.index"),
-    "truncated chunks": truncate("chunks.json"),
+    "truncated chunks": truncate("chunks.bin"),
     "garbage manifest": lambda b: (b / "manifest.json").write_text("{not json"),
-    "missing documents file": lambda b: (b / "documents.json").unlink(),
+    "missing documents file": lambda b: (b / "documents.bin").unlink(),
     "missing vectors file": lambda b: (b / "vectors.npy").unlink(),
     "manifest from another model": edit_manifest(lambda m: m.update(model={"id": "other/model", "version": "1"})),
 }

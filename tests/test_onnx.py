@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +114,8 @@ def test_the_export_carries_an_int8_encoder_and_a_build_without_it_falls_back(re
     build_folder = live_build(index)
     assert load(index).manifest["onnx"]["int8"] == "onnx/model-int8.onnx"
     int8 = build_folder / "onnx" / "model-int8.onnx"
-    assert int8.stat().st_size < (build_folder / "onnx" / "model.onnx").stat().st_size / 3
+    exact = sum((build_folder / "onnx" / name).stat().st_size for name in ("model.onnx", "model.onnx.data"))
+    assert int8.stat().st_size < exact / 3
     with pytest.raises(ValueError, match="exact, int8"):
         OnnxEmbedder(build_folder, encoder="fp16")
 
@@ -204,3 +206,13 @@ def test_qa_build_adds_a_missing_export_reusing_the_vectors(tiny_corpus, tmp_pat
     np.testing.assert_array_equal(after.vectors, before.vectors)
     run_build(str(tiny_corpus), str(index))
     assert load(index).build_id == after.build_id  # now up to date: nothing to do
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
+def test_the_exact_encoder_maps_its_weights_from_the_export(onnx_embedder):
+    """The weights are in their own file, which onnxruntime maps instead of copying: server workers share it."""
+    folder = onnx_embedder.build / "onnx"
+    assert (folder / "model.onnx.data").stat().st_size > 80e6 > (folder / "model.onnx").stat().st_size * 100
+    assert (folder / "model.onnx.data").stat().st_mode & 0o444 == 0o444
+    assert str(folder / "model.onnx.data") in Path("/proc/self/maps").read_text(encoding="utf-8")

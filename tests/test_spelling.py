@@ -2,8 +2,8 @@
 
 import pytest
 
-from qa.lexical import STOPWORDS, LexicalIndex, tokenize
-from qa.spelling import Speller, deletions, edit_distance
+from qa.lexical import STOPWORDS, Postings, tokenize
+from qa.spelling import CountedVocabulary, MappedVocabulary, Speller, deletions, edit_distance
 
 TEXTS = ["In 2016 Russia delivered the S-300 air defence system to Iran.",
          "The parliament debated the deal; Mossadegh was overthrown in 1953.",
@@ -11,9 +11,15 @@ TEXTS = ["In 2016 Russia delivered the S-300 air defence system to Iran.",
          "Trade between the two countries remains small."]
 
 
-@pytest.fixture(scope="module")
-def speller() -> Speller:
-    return Speller(TEXTS, stopwords=STOPWORDS)
+@pytest.fixture(scope="module", params=["counted", "mapped"])
+def speller(request, tmp_path_factory) -> Speller:
+    """The speller over the vocabulary counted in memory, and over the one a build writes and maps."""
+    if request.param == "counted":
+        return Speller(CountedVocabulary(TEXTS, STOPWORDS), STOPWORDS)
+    folder = tmp_path_factory.mktemp("vocabulary")
+    MappedVocabulary.write(folder, TEXTS, STOPWORDS)
+    vocabulary = MappedVocabulary(folder)
+    return Speller(vocabulary, STOPWORDS, vocabulary.english)
 
 
 @pytest.mark.parametrize("a, b, distance", [("deliverd", "delivered", 1), ("veiw", "view", 1), ("parliment",
@@ -50,15 +56,15 @@ def test_correct_rewrites_only_the_unknown_words(speller):
 
 
 def test_ties_prefer_the_same_last_letter_then_frequency():
-    speller = Speller(["delivery delivery delivery delivered"], dictionary=frozenset())
+    speller = Speller(CountedVocabulary(["delivery delivery delivery delivered"]), dictionary=frozenset())
     assert speller.suggest("deliverd") == "delivered"  # "delivery" is as near and more frequent
     assert speller.suggest("deliverx") == "delivery"  # neither ends in x: the more frequent
 
 
 @pytest.mark.parametrize("variant", ["s300", "S300", "S-300", "s-300"])
-def test_designation_variants_are_one_term(variant):
-    lexical = LexicalIndex(TEXTS)
-    scores = lexical.scores(tokenize([variant])[0])
+def test_designation_variants_are_one_term(variant, tmp_path):
+    Postings.write(tmp_path, TEXTS)
+    scores = Postings(tmp_path).scores(tokenize([variant])[0], 0, len(TEXTS))
     assert scores[0] > 0 and not scores[1:].any()
     assert "s300" in tokenize([variant])[0]
 

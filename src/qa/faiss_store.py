@@ -1,27 +1,24 @@
-"""Today's passage store: a loaded build (`index.Index`), searched with FAISS and numpy, and BM25 built in memory."""
+"""Today's passage store: a loaded build (`index.Index`), searched with FAISS and numpy, BM25 from its postings."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .index import Index, embedded_text
-from .lexical import LexicalIndex, tokenize
+from .index import Index, IndexUnavailable
+from .index import section_centroids as compute_section_centroids
+from .lexical import Postings, tokenize
 
 
 class FaissBm25Store:
-    """`store.PassageStore` over one loaded build; everything a query needs is precomputed here, once."""
+    """`store.PassageStore` over one loaded file build; everything a query needs was precomputed by the build and
+    is mapped from its files (`index.load`), nothing is built here."""
 
     def __init__(self, index: Index) -> None:
+        if index.postings is None or index.sections is None:
+            raise IndexUnavailable(f"index at {index.path} has no BM25 postings or sections; run `qa build`")
         self.index = index
-        texts = [embedded_text(c) for c in index.chunks]
-        self.lexical = LexicalIndex(texts)
-        # BM25 statistics of each document alone, so that a search within one document ranks exactly as if it
-        # were the only document indexed.
-        self.lexical_by_document = {
-            doc: LexicalIndex(texts[first:last]) if len(index.document_ranges) > 1 else self.lexical
-            for doc, (first, last) in index.document_ranges.items()
-        }
-        self.section_of, self.centroids = section_centroids(index)
+        self.postings: Postings = index.postings
+        self.section_of, self.centroids = index.sections
 
     def scope(self, document: str | None) -> tuple[int, int]:
         return self.index.document_ranges[document] if document else (0, len(self.index.chunks))
@@ -38,8 +35,8 @@ class FaissBm25Store:
         return ids[0][ids[0] >= 0]
 
     def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
-        lexical = self.lexical_by_document[document] if document else self.lexical
-        return lexical.scores(tokenize([query])[0])
+        """BM25 over the scope; within one document, with that document's statistics alone (`Postings.scores`)."""
+        return self.postings.scores(tokenize([query])[0], *self.scope(document))
 
     def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         return self.index.vectors[chunks] @ query_vector
@@ -63,12 +60,5 @@ class FaissBm25Store:
 
 
 def section_centroids(index: Index) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk's section number, and one unit vector per section: the normalised mean of its passages."""
-    keys: dict[tuple[str, int], int] = {}
-    section_of = np.array(
-        [keys.setdefault((c.document, c.section_index), len(keys)) for c in index.chunks], dtype=np.int64
-    )
-    sums = np.zeros((len(keys), index.vectors.shape[1]), dtype=np.float32)
-    np.add.at(sums, section_of, index.vectors)
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return section_of, sums / np.where(norms > 0, norms, 1)
+    """Each chunk's section number, and one unit vector per section: the build's own, else computed."""
+    return index.sections or compute_section_centroids(index.chunks, index.vectors)

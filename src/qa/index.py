@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -24,9 +24,19 @@ from filelock import FileLock, Timeout
 from .chunking import MAX_WORDS, Chunk, chunk_document
 from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerprint, scan_corpus
 from .embedding import Embedder, SpanEmbedder
-from .formats.layout import Paragraph, Section
+from .lexical import STOPWORDS, Postings
+from .passages import (  # noqa: F401 - the record functions are re-exported (postgres_store reads them here)
+    ChunkSequence,
+    DocumentMapping,
+    document_from_record,
+    document_record,
+    ranges_from_counts,
+    write_passages,
+)
+from .spelling import MappedVocabulary
+from .tables import DamagedTable, mapped
 
-FORMAT_VERSION = 3  # 2: highlights.npy; 3: sentences.npy in half precision
+FORMAT_VERSION = 4  # 2: highlights.npy; 3: sentences.npy in half precision; 4: passages, BM25, speller mapped
 VECTOR_FILES = ("vectors.npy", "sentences.npy", "highlights.npy")  # passages, sentences alone, sentences in context
 # Sentence vectors, the most rows, feed one ranking signal: half precision halves their file and pages with the same
 # evaluation figures (docs/benchmark.md). Passage vectors (FAISS, every signal) and highlights stay single.
@@ -71,14 +81,19 @@ class Index:
 
     path: Path
     manifest: dict
-    documents: dict[str, Document]
-    chunks: list[Chunk]
+    documents: Mapping[str, Document]  # a file build's: `passages.DocumentMapping`, parsed as asked for
+    chunks: Sequence[Chunk]  # a file build's: `passages.ChunkSequence`
     vectors: np.ndarray  # (chunks, dim), unit length
     sentence_vectors: np.ndarray  # (sentences, dim) float16, rows in chunk order; each sentence embedded alone
     highlight_vectors: np.ndarray  # like sentence_vectors, but each sentence read in its passage (see `build`)
     sentence_offsets: np.ndarray  # chunk i's sentences are rows sentence_offsets[i]:sentence_offsets[i+1]
     faiss_index: faiss.Index
     document_ranges: dict[str, tuple[int, int]]  # chunk id range of each document (chunks are grouped)
+    # What a file build precomputed for every worker, mapped from its files (None where the passages are elsewhere:
+    # `postgres_store`): the BM25 postings, the speller's vocabulary, each chunk's section and the section centroids.
+    postings: Postings | None = None
+    vocabulary: MappedVocabulary | None = None
+    sections: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def build_id(self) -> str:
@@ -108,37 +123,6 @@ def embedded_sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
     """Where the chunk's sentences lie in `embedded_text(chunk)`."""
     shift = len(chunk.section) + 2 - chunk.start
     return [(start + shift, end + shift) for start, end in chunk.sentences]
-
-
-# ---------------------------------------------------------------- reading and writing documents
-
-
-def document_record(doc: Document) -> dict:
-    return {
-        "id": doc.id,
-        "path": doc.path,
-        "sha256": doc.sha256,
-        "title": doc.title,
-        "byline": doc.byline,
-        "text": doc.text,
-        "sections": [[s.title, s.start, s.end] for s in doc.sections],
-        "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
-        "pages": list(doc.pages),
-    }
-
-
-def document_from_record(r: dict) -> Document:
-    return Document(
-        id=r["id"],
-        path=r["path"],
-        sha256=r["sha256"],
-        title=r["title"],
-        byline=r["byline"],
-        text=r["text"],
-        sections=tuple(Section(*s) for s in r["sections"]),
-        paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
-        pages=tuple(r.get("pages", ())),
-    )
 
 
 # ---------------------------------------------------------------- locating the live build
@@ -209,27 +193,43 @@ def skipped_files(manifest: dict) -> dict[str, dict]:
 
 
 def load(index_dir: Path) -> Index:
-    """Load the live build; IndexUnavailable with a one-line reason if there is none or it is damaged."""
+    """Load the live build; IndexUnavailable with a one-line reason if there is none or it is damaged.
+
+    Nothing is parsed or rebuilt here: every file is mapped (see `tables`), so a second worker opening the same
+    build shares its pages, and opening takes the same time whatever the corpus's size.
+    """
     build = live_build(index_dir)
     if build is None:
         raise IndexUnavailable(f"no index yet in {index_dir}/; run `qa build`")
     manifest = read_manifest(build)
     try:
-        records = json.loads((build / "chunks.json").read_text(encoding="utf-8"))
-        chunks = [Chunk.from_record(r) for r in records]
-        docs = json.loads((build / "documents.json").read_text(encoding="utf-8"))
-        documents = {r["id"]: document_from_record(r) for r in docs}
+        chunks = ChunkSequence(build)
+        documents = DocumentMapping(build)
+        chunk_counts = mapped(build / "documents.chunks.npy")
+        offsets = mapped(build / "sentences.offsets.npy")
         vectors, sentence_vectors, highlight_vectors = (mapped(build / name) for name in VECTOR_FILES)
         faiss_index = faiss.read_index(str(build / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        postings = Postings(build)
+        vocabulary = MappedVocabulary(build)
+        sections = mapped(build / "sections.npy"), mapped(build / "centroids.npy")
+    except OSError as exc:
+        name = Path(exc.filename).name if exc.filename else type(exc).__name__
+        raise IndexUnavailable(f"index at {build} is damaged ({exc.strerror or exc}: {name}); run `qa build`") from exc
+    except DamagedTable as exc:
+        raise IndexUnavailable(f"index at {build} is damaged ({exc}); run `qa build`") from exc
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(f"index at {build} is damaged ({type(exc).__name__}); run `qa build`") from exc
-    counts = [len(c.sentences) for c in chunks]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    n = len(chunks)
     if not (
-        len(chunks) == manifest["chunks"] == vectors.shape[0] == faiss_index.ntotal
+        n == manifest["chunks"] == vectors.shape[0] == faiss_index.ntotal == len(postings.lengths)
+        and len(documents) == manifest["documents"] == len(chunk_counts)
+        and int(chunk_counts.sum()) == n
+        and offsets.shape == (n + 1,)
         and sentence_vectors.shape == highlight_vectors.shape
         and sentence_vectors.shape[0] == offsets[-1]
         and vectors.shape[1:] == sentence_vectors.shape[1:] == (manifest["dimension"],)
+        and sections[0].shape == (n,)
+        and sections[1].shape[1:] == vectors.shape[1:]
     ):
         raise IndexUnavailable(f"index at {build} is inconsistent; run `qa build`")
     return Index(
@@ -242,17 +242,14 @@ def load(index_dir: Path) -> Index:
         highlight_vectors,
         offsets,
         faiss_index,
-        document_ranges(chunks),
+        ranges_from_counts(list(documents), chunk_counts),
+        postings,
+        vocabulary,
+        sections,
     )
 
 
-def mapped(path: Path) -> np.ndarray:
-    """A saved array mapped read-only from its file rather than read: the operating system pages it in as searches
-    touch it and shares those pages between every process that opens the same build (the server's workers)."""
-    return np.asarray(np.load(path, mmap_mode="r"))
-
-
-def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
+def document_ranges(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
     ranges: dict[str, tuple[int, int]] = {}
     for i, chunk in enumerate(chunks):
         first, _ = ranges.get(chunk.document, (i, i))
@@ -261,6 +258,16 @@ def document_ranges(chunks: list[Chunk]) -> dict[str, tuple[int, int]]:
 
 
 # ---------------------------------------------------------------- building
+
+
+def section_centroids(chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's section number, and one unit vector per section: the normalised mean of its passages."""
+    keys: dict[tuple[str, int], int] = {}
+    section_of = np.array([keys.setdefault((c.document, c.section_index), len(keys)) for c in chunks], dtype=np.int64)
+    sums = np.zeros((len(keys), vectors.shape[1]), dtype=np.float32)
+    np.add.at(sums, section_of, vectors)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return section_of, sums / np.where(norms > 0, norms, 1)
 
 
 def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
@@ -430,11 +437,21 @@ def write_staged(
     """Write every file of a build into `staging` and flush it to disk."""
     passages = vectors[0]
     chunks, documents = planned.chunks, planned.documents
-    _write_json(staging / "chunks.json", [c.to_record() for c in chunks])
-    _write_json(staging / "documents.json", [document_record(d) for d in documents])
+    write_passages(staging, chunks, documents)
+    ranges = document_ranges(chunks)
+    counts = [ranges[d.id][1] - ranges[d.id][0] if d.id in ranges else 0 for d in documents]
+    np.save(staging / "documents.chunks.npy", np.array(counts, dtype=np.int64))
+    sentence_counts = [len(c.sentences) for c in chunks]
+    np.save(staging / "sentences.offsets.npy", np.concatenate([[0], np.cumsum(sentence_counts)]).astype(np.int64))
     for name, array, dtype in zip(VECTOR_FILES, vectors, STORED_DTYPES):
         np.save(staging / name, array.astype(dtype, copy=False))
     faiss.write_index(make_faiss_index(passages), str(staging / "faiss.index"))
+    section_of, centroids = section_centroids(chunks, passages)
+    np.save(staging / "sections.npy", section_of)
+    np.save(staging / "centroids.npy", centroids)
+    texts = [embedded_text(c) for c in chunks]
+    Postings.write(staging, texts)
+    MappedVocabulary.write(staging, texts, STOPWORDS)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": model,

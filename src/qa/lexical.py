@@ -1,16 +1,20 @@
-"""The lexical ranker: BM25 (bm25s) over stemmed, stop-worded passage text."""
+"""The lexical ranker: BM25 over stemmed, stop-worded passage text, computed as bm25s computes it."""
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
-import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+
+from .tables import DamagedTable, StringTable, mapped
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
 
@@ -28,6 +32,11 @@ STOPWORDS = frozenset(STOPWORDS_EN)
 DESIGNATION = re.compile(r"(?u)\b([^\W\d_]{1,3})-(\d+[^\W\d_]*)\b")
 
 
+# bm25s's defaults (`bm25s.BM25()`: method "lucene"), which the scores reproduce
+K1 = 1.5
+B = 0.75
+
+
 def normalize(text: str) -> str:
     """The text as the lexical ranker reads it: each hyphenated designation also written as one word."""
     return DESIGNATION.sub(r"\1\2 \1-\2", text)
@@ -40,20 +49,74 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return [stem([t for t in TOKEN.findall(normalize(text).lower()) if t not in STOPWORDS]) for text in texts]
 
 
-class LexicalIndex:
-    """BM25 over a fixed list of passages; `scores` returns one score per passage."""
+class Postings:
+    """BM25 over a build's passages from postings mapped from its files, for the whole corpus or one document.
 
-    def __init__(self, texts: Sequence[str]) -> None:
-        tokenized = bm25s.tokenize(
-            [normalize(t) for t in texts], stopwords="en", stemmer=_stemmer(), show_progress=False
-        )
-        self.vocabulary = frozenset(tokenized.vocab) - {""}
-        self.bm25 = bm25s.BM25()
-        self.bm25.index(tokenized, show_progress=False)
-        self.size = len(texts)
+    Per term (a `StringTable` of the stemmed terms), the passages that hold it in chunk id order and how often:
+    compressed sparse columns (`indptr`, `passages`, `counts`), with each passage's length in terms. A query's
+    scores are computed for its own terms only; within one document the statistics (passages, document
+    frequencies, mean length) are those of the document's contiguous chunk range, so that a search within it ranks
+    exactly as if it were the only document. The arithmetic is bm25s's (method "lucene", `K1`, `B`) step by step,
+    so the scores are bm25s's to the bit (the tests compare them).
+    """
 
-    def scores(self, query_terms: list[str]) -> np.ndarray:
-        known = [t for t in query_terms if t in self.vocabulary]
-        if not known:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self.bm25.get_scores(known), dtype=np.float32)
+    def __init__(self, folder: Path) -> None:
+        self.terms = StringTable(folder, "terms")
+        self.indptr = mapped(folder / "postings.indptr.npy")
+        self.passages = mapped(folder / "postings.passages.npy")
+        self.counts = mapped(folder / "postings.counts.npy")
+        self.lengths = mapped(folder / "passages.lengths.npy")
+        if not (
+            self.indptr.shape == (len(self.terms) + 1,)
+            and self.passages.shape == self.counts.shape == (int(self.indptr[-1]),)
+            and self.lengths.ndim == 1
+        ):
+            raise DamagedTable("the BM25 postings files do not match")
+
+    @staticmethod
+    def write(folder: Path, texts: Sequence[str]) -> None:
+        """The postings of `texts` (one per passage, in chunk id order) into `folder`."""
+        tokenized = tokenize(texts)
+        vocabulary = sorted({term for terms in tokenized for term in terms})
+        position = StringTable.write(folder, "terms", vocabulary)
+        term_ids: list[int] = []
+        passages: list[int] = []
+        counts: list[int] = []
+        for passage, terms in enumerate(tokenized):
+            for term, count in Counter(terms).items():
+                term_ids.append(position[term])
+                passages.append(passage)
+                counts.append(count)
+        order = np.argsort(np.array(term_ids, dtype=np.int64), kind="stable")  # by term, then by passage
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(term_ids, minlength=len(vocabulary)))])
+        np.save(folder / "postings.indptr.npy", indptr.astype(np.int64))
+        np.save(folder / "postings.passages.npy", np.array(passages, dtype=np.int32)[order])
+        np.save(folder / "postings.counts.npy", np.array(counts, dtype=np.int32)[order])
+        np.save(folder / "passages.lengths.npy", np.array([len(t) for t in tokenized], dtype=np.int64))
+
+    def scores(self, query_terms: list[str], first: int, last: int) -> np.ndarray:
+        """BM25 score of each passage of [first, last) for `query_terms` (a repeated term counts again, as in bm25s),
+        with the statistics of that range alone."""
+        n = last - first
+        scores = np.zeros(n, dtype=np.float32)
+        term_ids = self.terms.positions(query_terms)
+        if not (term_ids >= 0).any():
+            return scores
+        lengths = self.lengths[first:last]
+        average = lengths.mean()  # float64, as bm25s's
+        whole = (first, last) == (0, len(self.lengths))
+        for term in term_ids[term_ids >= 0].tolist():
+            lo, hi = int(self.indptr[term]), int(self.indptr[term + 1])
+            if not whole:
+                a, b = np.searchsorted(self.passages[lo:hi], (first, last))
+                lo, hi = lo + int(a), lo + int(b)
+            df = hi - lo
+            if not df:
+                continue
+            rows = self.passages[lo:hi] - first
+            idf = np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+            tf = self.counts[lo:hi].astype(np.float32)
+            # bm25s: tf / (k1 * ((1 - b) + b * l_d / l_avg) + tf) in float64, times the float32 idf, kept as float32
+            tfc = tf / (K1 * ((1 - B) + B * lengths[rows] / average) + tf)
+            scores[rows] += (idf * tfc).astype(np.float32)
+        return scores

@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "onnx"
 MODEL_FILE = "model.onnx"
+MODEL_DATA_FILE = "model.onnx.data"  # the exact graph's weights (`onnx_export.weights_apart`), mapped by onnxruntime
 INT8_FILE = "model-int8.onnx"  # the same graph, weights quantised to 8 bits: the `int8` query encoder
 QUERY_ENCODERS = ("exact", "int8")
-EXPORT_FORMAT = 2  # 2: with INT8_FILE
+EXPORT_FORMAT = 3  # 2: with INT8_FILE; 3: the weights in MODEL_DATA_FILE
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")

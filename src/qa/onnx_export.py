@@ -15,7 +15,16 @@ import warnings
 from pathlib import Path
 
 from .embedding import DIMENSION, MODEL_ID, model_path, model_version
-from .onnx_embedding import CONFIG_FILE, EXPORT_FOLDER, EXPORT_FORMAT, INPUTS, INT8_FILE, MODEL_FILE, TOKENIZER_FILE
+from .onnx_embedding import (
+    CONFIG_FILE,
+    EXPORT_FOLDER,
+    EXPORT_FORMAT,
+    INPUTS,
+    INT8_FILE,
+    MODEL_DATA_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,7 @@ def export(folder: Path) -> dict:
             do_constant_folding=True,
             dynamo=False,
         )
+    weights_apart(folder / MODEL_FILE)
     shutil.copyfile(source / TOKENIZER_FILE, folder / TOKENIZER_FILE)
     quantize(folder)
     config = {
@@ -98,6 +108,21 @@ def export(folder: Path) -> dict:
         "format": EXPORT_FORMAT,
         "int8": f"{EXPORT_FOLDER}/{INT8_FILE}" if (folder / INT8_FILE).is_file() else None,
     }
+
+
+def weights_apart(model: Path) -> None:
+    """Move the graph's weights out of `model` into `MODEL_DATA_FILE` beside it (ONNX external data).
+
+    onnxruntime maps an external data file instead of copying the weights into each session: the weights it uses
+    as they are (the word embeddings, 47 MB of the 90) stay in the page cache, shared by every server worker.
+    Measured with one query thread: a session's private memory 50 MB instead of 118 MB, the same vectors to the
+    bit and the same speed (docs/benchmark.md).
+    """
+    import onnx
+
+    graph = onnx.load(str(model))
+    onnx.save_model(graph, str(model), save_as_external_data=True, location=MODEL_DATA_FILE, size_threshold=1024)
+    (model.parent / MODEL_DATA_FILE).chmod(model.stat().st_mode & 0o777)  # onnx writes it owner-only
 
 
 def quantize(folder: Path) -> None:

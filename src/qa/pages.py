@@ -5,6 +5,7 @@ Server-rendered; JS only enhances.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -204,7 +205,7 @@ class ReaderSection:
     paragraphs: list[ReaderParagraph]
 
 
-def pages_begun(pages: tuple[int, ...], chunks: list[Chunk]) -> list[tuple[int, ...]]:
+def pages_begun(pages: tuple[int, ...], chunks: Sequence[Chunk]) -> list[tuple[int, ...]]:
     """For each chunk, the 1-based numbers of the pages that begin in it or between it and the chunk before."""
     begun, previous_end = [], 0
     for c in chunks:
@@ -213,7 +214,7 @@ def pages_begun(pages: tuple[int, ...], chunks: list[Chunk]) -> list[tuple[int, 
     return begun
 
 
-def reader_sections(doc: Document, chunks: list[Chunk], highlights: dict[int, list[dict]]) -> list[ReaderSection]:
+def reader_sections(doc: Document, chunks: Sequence[Chunk], highlights: dict[int, list[dict]]) -> list[ReaderSection]:
     """The document's sections, each a list of paragraphs made of its passages (chunks) in order."""
     paragraphs: dict[int, list[ReaderParagraph]] = {i: [] for i in range(len(doc.sections))}
     page_starts = dict(zip(chunks, pages_begun(doc.pages, chunks)))

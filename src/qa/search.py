@@ -8,6 +8,7 @@ API, the web page, the CLI and the evaluation all share. What it asks of the sto
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from .formats.reader import page_span
 from .index import Index, embedded_text
 from .lexical import STOPWORDS
 from .rankers import Features, Weights, make_ranker
-from .spelling import Correction, Speller
+from .spelling import CountedVocabulary, Correction, Speller
 from .store import PassageStore
 
 MAX_QUERY_CHARS = 1000
@@ -42,7 +43,7 @@ class QueryError(ValueError):
 
 
 def validate(
-    query: object, k: object = DEFAULT_K, document: object = None, documents: dict | None = None
+    query: object, k: object = DEFAULT_K, document: object = None, documents: Mapping | None = None
 ) -> tuple[str, int, str | None]:
     """Check a question and its parameters; return them cleaned, or raise QueryError."""
     if not isinstance(query, str):
@@ -102,7 +103,11 @@ class Searcher:
         self.ranker = make_ranker(weights)
         self.embedder = embedder
         self.store: PassageStore = store or FaissBm25Store(index)
-        self.speller = Speller([embedded_text(c) for c in index.chunks], stopwords=STOPWORDS)
+        # the build's mapped vocabulary and dictionary; with the passages elsewhere (PostgreSQL), counted here
+        if index.vocabulary is not None:
+            self.speller = Speller(index.vocabulary, STOPWORDS, index.vocabulary.english)
+        else:
+            self.speller = Speller(CountedVocabulary((embedded_text(c) for c in index.chunks), STOPWORDS), STOPWORDS)
         self.calibration = calibration
         self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
 

@@ -1,0 +1,118 @@
+"""A build's passages and documents, mapped from its files and read one record at a time.
+
+Each record is the JSON of a `Chunk` (`chunks.bin`) or a `Document` (`documents.bin`), end to end, with where each
+begins (`tables.write_blob`). A worker parses only the records a request reads (the results' passages, a document's
+page) instead of every record at start-up, and the bytes themselves are the page cache's, shared between workers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import Chunk
+from .documents import Document
+from .formats.layout import Paragraph, Section
+from .tables import Blob, write_blob
+
+DOCUMENT_CACHE = 32  # documents kept parsed in a worker: a search cites a few, each many times
+
+
+def document_record(doc: Document) -> dict:
+    return {
+        "id": doc.id,
+        "path": doc.path,
+        "sha256": doc.sha256,
+        "title": doc.title,
+        "byline": doc.byline,
+        "text": doc.text,
+        "sections": [[s.title, s.start, s.end] for s in doc.sections],
+        "paragraphs": [[p.start, p.end, p.section, p.number] for p in doc.paragraphs],
+        "pages": list(doc.pages),
+    }
+
+
+def document_from_record(r: dict) -> Document:
+    return Document(
+        id=r["id"],
+        path=r["path"],
+        sha256=r["sha256"],
+        title=r["title"],
+        byline=r["byline"],
+        text=r["text"],
+        sections=tuple(Section(*s) for s in r["sections"]),
+        paragraphs=tuple(Paragraph(*p) for p in r["paragraphs"]),
+        pages=tuple(r.get("pages", ())),
+    )
+
+
+def _json(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def write_passages(folder: Path, chunks: Sequence[Chunk], documents: Sequence[Document]) -> None:
+    """`chunks.bin` and `documents.bin` (with their offsets) and `documents.ids.json`, in chunk id order."""
+    write_blob(folder, "chunks", (_json(c.to_record()) for c in chunks))
+    write_blob(folder, "documents", (_json(document_record(d)) for d in documents))
+    (folder / "documents.ids.json").write_text(json.dumps([d.id for d in documents], ensure_ascii=False), "utf-8")
+
+
+class ChunkSequence(Sequence[Chunk]):
+    """`Index.chunks` of a loaded build: chunk i parsed from its record when asked for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.records = Blob(folder, "chunks")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [Chunk.from_record(json.loads(r)) for r in self.records[i]]
+        return Chunk.from_record(json.loads(self.records[i]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class DocumentMapping(Mapping[str, Document]):
+    """`Index.documents` of a loaded build: id -> `Document`, parsed from its record when asked for (the last
+    `DOCUMENT_CACHE` kept)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.records = Blob(folder, "documents")
+        ids = json.loads((folder / "documents.ids.json").read_text(encoding="utf-8"))
+        if not isinstance(ids, list) or len(ids) != len(self.records):
+            raise ValueError("documents.ids.json does not match documents.bin")
+        self.position = {doc_id: i for i, doc_id in enumerate(ids)}
+        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._parse)
+
+    def _parse(self, position: int) -> Document:
+        return document_from_record(json.loads(self.records[position]))
+
+    def __getitem__(self, doc_id: str) -> Document:
+        return self._parsed(self.position[doc_id])
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.position)
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
+def ranges_from_counts(ids: Sequence[str], counts: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Each document's chunk id range, from the documents in chunk order and their numbers of chunks (a document
+    without chunks has none, as in `index.document_ranges`)."""
+    ends = np.cumsum(counts).tolist()
+    return {doc_id: (end - n, end) for doc_id, end, n in zip(ids, ends, counts.tolist()) if n}
