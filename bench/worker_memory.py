@@ -1,6 +1,6 @@
 """What a second server worker costs: open time and memory of two processes that open the same live index.
 
-    python bench/worker_memory.py --index FOLDER [--copies N] [--questions JSONL] [--json PATH]
+    python bench/worker_memory.py --index FOLDER [--copies N] [--questions JSONL] [--fork] [--json PATH]
 
 Each worker is a child process that opens the live build as a server worker does (`engine.open_searcher`, one
 query thread), answers a few questions across the whole index (so the pages a search touches are resident), then
@@ -12,6 +12,10 @@ them; "private" is what the process alone holds, the memory a further worker add
 With `--copies N`, the live build of `--index` is first replicated N times into a temporary index (each copy a
 document of its own, with its original's vectors: no embedding), to see how the figures grow with the corpus.
 It measures whichever `qa` is importable: run it with `PYTHONPATH=<checkout>/src` to compare two versions.
+
+With `--fork`, the workers are forked from this process after it imported what `qa serve`'s gunicorn master
+imports before forking (`server.import_before_fork`; in a version without it, the app), as the server's workers
+are, instead of started as fresh interpreters.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -116,24 +121,64 @@ def measure(index_dir: Path, questions: Path | None) -> list[dict]:
     return reports
 
 
+def forked(index_dir: Path, questions: list[str]) -> list[dict]:
+    """`measure`, the workers forked from this process once it imported what the server's master imports."""
+    from qa import server
+
+    prepare = getattr(server, "import_before_fork", None)
+    if prepare is not None:
+        prepare()
+    else:
+        import qa.app  # noqa: F401 - what the master of a version without it imports (`server.run`)
+    reports, children = [], []
+    try:
+        for _ in range(2):
+            report_read, report_write = os.pipe()
+            stop_read, stop_write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: reports on one pipe, waits for the other to close
+                for fd in (report_read, stop_write, *(other for _, other in children)):
+                    os.close(fd)  # an earlier worker's stop pipe held open here would never close for it
+                sys.stdout, sys.stdin = os.fdopen(report_write, "w"), os.fdopen(stop_read)
+                try:
+                    worker(index_dir, questions)
+                finally:
+                    os._exit(0)
+            os.close(report_write)
+            os.close(stop_read)
+            children.append((pid, stop_write))
+            with os.fdopen(report_read) as report:
+                line = report.readline()
+            if not line:
+                raise SystemExit(f"worker failed to open {index_dir}")
+            reports.append(json.loads(line))
+    finally:
+        for pid, stop in children:
+            os.close(stop)
+            os.waitpid(pid, 0)
+    return reports
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--copies", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--questions", type=Path, help="JSONL with a `question` per line (default: 4 built in)")
+    parser.add_argument("--fork", action="store_true", help="fork the workers, as the server does (see above)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    lines = args.questions.read_text(encoding="utf-8").splitlines() if args.questions else []
+    questions = [json.loads(line)["question"] for line in lines if line.strip()] or list(QUESTIONS)
     if args.worker:
-        lines = args.questions.read_text(encoding="utf-8").splitlines() if args.questions else []
-        worker(args.index, [json.loads(line)["question"] for line in lines if line.strip()] or list(QUESTIONS))
+        worker(args.index, questions)
         return
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = args.index
         if args.copies:
             index_dir = Path(tmp) / "index"
             replicate(args.index, index_dir, args.copies)
-        reports = measure(index_dir, args.questions)
+        reports = forked(index_dir, questions) if args.fork else measure(index_dir, args.questions)
     for n, report in enumerate(reports, 1):
         print(f"worker {n}: {report['chunks']} passages, open {report['open_s']:.2f} s, RSS {report['rss_mb']:.0f} MB, "
               f"PSS {report['pss_mb']:.0f} MB, private {report['private_mb']:.0f} MB, "

@@ -132,3 +132,9 @@ def test_the_build_is_mapped_not_read(tiny_index):
                   index.sentence_offsets):
         assert isinstance(array.base, np.memmap) and not array.flags.writeable
     assert isinstance(index.chunks.records.data, np.memmap)
+
+
+def test_the_stop_words_are_those_of_bm25s():
+    from bm25s.stopwords import STOPWORDS_EN
+
+    assert STOPWORDS == frozenset(STOPWORDS_EN)

@@ -172,7 +172,10 @@ class IndexHolder:
                 log.exception("index reload failed")
                 self._refuse(f"index in {self.index_dir} could not be loaded ({type(exc).__name__}); run `qa build`")
             else:
-                self.searcher, self.error = searcher, None
+                # The error first: dropping the old searcher may run finalizers, which can hand the GIL to a request
+                # thread that would then see the new build beside the old build's refusal.
+                self.error = None
+                self.searcher = searcher
                 log.info("serving index build %s (%d chunks)", searcher.index.build_id, len(searcher.index.chunks))
             self._stamp = stamp
         finally:

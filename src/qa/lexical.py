@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -12,11 +11,8 @@ from typing import Sequence
 
 import numpy as np
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
 
 from .tables import DamagedTable, StringTable, mapped
-
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +21,12 @@ def _stemmer() -> Stemmer.Stemmer:
 
 
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default token pattern
-STOPWORDS = frozenset(STOPWORDS_EN)
+# bm25s's English stop words (`bm25s.stopwords.STOPWORDS_EN`, a test holds them equal), written out: importing
+# bm25s imports scipy, 17 MB more in every server worker for a list of 33 words.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split()
+)
 # A designation with a short prefix and a hyphen ("S-300", "Su-35", "MiG-29"): its letters and number joined, then the
 # parts again, so that "s300", "S300" and "S-300" share the term "s300" and a search for "300" still finds the text.
 # Longer prefixes ("COVID-19") are words of their own already; joining them only reweighs BM25 (lost a dev question).

@@ -48,4 +48,24 @@ def run(config: dict[str, Any], host: str, port: int, workers: int, dev: bool = 
         def load(self):
             return create_app(config)  # in each worker: every worker loads the index and model once
 
+    import_before_fork()
     Server().run()
+
+
+def import_before_fork() -> None:
+    """Import in gunicorn's master what every worker imports, and freeze the garbage collector's view of it.
+
+    The workers are forked from the master, so the imported modules' memory is shared between them (copy on write)
+    instead of each worker importing them into private memory; `gc.freeze` keeps a worker's collections from
+    writing to those objects. Nothing here starts a thread or opens the index: those do not survive a fork, and
+    each worker opens the live build itself (`app.create_app`). Measured: bench/worker_memory.py --fork.
+    """
+    import gc
+
+    import faiss  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
+
+    from . import app, engine, onnx_embedding  # noqa: F401
+
+    gc.freeze()
