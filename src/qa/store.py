@@ -1,7 +1,7 @@
 """The passage store seam: what a search asks of the stored passages, whatever holds them.
 
 Passages are numbered (chunk ids) in document order, each document's passages contiguous, as in `Index.chunks`.
-Today's store is `faiss_store.FaissBm25Store` (a loaded build: FAISS and numpy for vectors, bm25s for words); a
+Today's store is `faiss_store.FaissBm25Store` (a loaded build: FAISS and numpy for vectors, BM25 postings); a
 store backed by a search engine or a database implements the same few operations.
 """
 
