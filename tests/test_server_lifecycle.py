@@ -167,3 +167,21 @@ def test_a_new_build_is_served_within_a_second_without_any_request(server, small
     finally:
         (corpus / "lakes.txt").unlink()
     assert old not in builds and len(set(builds)) == 1, builds  # every worker, on its first request
+
+
+def test_the_master_imports_before_forking_without_starting_a_thread():
+    """What gunicorn's master does before forking the workers must not start a thread (threads do not survive a
+    fork) or open the index; it leaves the libraries every worker uses imported, to be shared."""
+    import gc
+    import threading
+
+    from qa.server import import_before_fork
+
+    before = threading.active_count()
+    try:
+        import_before_fork()
+        assert threading.active_count() == before
+        assert {"onnxruntime", "tokenizers", "faiss", "qa.app"} <= sys.modules.keys()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
