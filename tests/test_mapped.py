@@ -109,6 +109,7 @@ def test_an_incremental_build_writes_the_files_of_a_fresh_one(tiny_corpus, tiny_
     ("chunks.bin", "truncate", "chunks.bin does not match chunks.offsets.npy"),
     ("words.hashes.npy", "truncate", "damaged"),
     ("documents.ids.json", "truncate", "damaged"),
+    ("documents.summary.json", "remove", "documents.summary.json is missing"),
     ("sections.npy", "swap", "inconsistent"),
 ])
 def test_a_damaged_or_missing_file_is_reported_clearly(tiny_index, name, damage, message):
@@ -132,6 +133,25 @@ def test_the_build_is_mapped_not_read(tiny_index):
                   index.sentence_offsets):
         assert isinstance(array.base, np.memmap) and not array.flags.writeable
     assert isinstance(index.chunks.records.data, np.memmap)
+
+
+def test_listings_read_summaries_that_match_the_documents(tiny_index):
+    """Listing the documents (the documents page, the search form, /api/documents) reads no document's text."""
+    index = load(tiny_index)
+    summaries = index.document_summaries
+    assert [s.id for s in summaries] == list(index.documents)
+    for summary in summaries:
+        doc = index.documents[summary.id]
+        assert (summary.title, summary.byline, summary.sections) == (doc.title, doc.byline, doc.sections)
+        assert summary.paragraph_count == len(doc.paragraphs) > 0
+
+
+def test_a_summary_file_out_of_step_with_the_documents_is_damage(tiny_index):
+    path = live_build(tiny_index) / "documents.summary.json"
+    records = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(records[::-1]), encoding="utf-8")
+    with pytest.raises(ValueError, match="does not match"):
+        load(tiny_index).document_summaries
 
 
 def test_the_stop_words_are_those_of_bm25s():

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from . import contract, live
 from .documents import Document
 from .index import IndexUnavailable
+from .passages import DocumentSummary
 from .openapi import spec
 from .search import DEFAULT_K, QueryError, Searcher
 
@@ -96,13 +97,13 @@ def search():
     return respond(contract.SearchResponse.model_validate(found))
 
 
-def _sections(doc: Document) -> list[contract.Section]:
+def _sections(doc: Document | DocumentSummary) -> list[contract.Section]:
     return [contract.Section(title=s.title, start=s.start, end=s.end) for s in doc.sections]
 
 
 @bp.get("/documents")
 def documents():
-    docs = searcher().index.documents.values()
+    docs = searcher().index.document_summaries
     return respond(
         contract.DocumentList(
             documents=[

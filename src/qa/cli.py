@@ -326,7 +326,7 @@ def info_command(as_json: bool, settings: Settings) -> None:
     except IndexUnavailable as exc:
         fail(str(exc))
     reasons = staleness(loaded, Path(settings.corpus))
-    documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.documents.values()]
+    documents = [{"id": d.id, "title": d.title, "sections": len(d.sections)} for d in loaded.document_summaries]
     skipped = [{"path": path, "reason": s["reason"]} for path, s in sorted(skipped_files(loaded.manifest).items())]
     info = {
         "build": loaded.build_id,

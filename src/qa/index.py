@@ -13,6 +13,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,9 +29,11 @@ from .lexical import STOPWORDS, Postings
 from .passages import (  # noqa: F401 - the record functions are re-exported (postgres_store reads them here)
     ChunkSequence,
     DocumentMapping,
+    DocumentSummary,
     document_from_record,
     document_record,
     ranges_from_counts,
+    summarize,
     write_passages,
 )
 from .spelling import MappedVocabulary
@@ -98,6 +101,13 @@ class Index:
     @property
     def build_id(self) -> str:
         return self.path.name
+
+    @cached_property
+    def document_summaries(self) -> list[DocumentSummary]:
+        """Every document without its text, in order: what listings show, read once per process."""
+        if isinstance(self.documents, DocumentMapping):
+            return self.documents.summaries
+        return [summarize(d) for d in self.documents.values()]
 
     def summary(self) -> dict:
         m = self.manifest

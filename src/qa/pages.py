@@ -16,6 +16,7 @@ from .contract import k_from_query_string
 from .documents import Document
 from .formats.layout import INTRODUCTION
 from .index import IndexUnavailable
+from .passages import DocumentSummary
 from .live import get_searcher
 from .search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS, QueryError, Searcher
 
@@ -93,7 +94,7 @@ BLANK_RESULT = {
 }
 
 
-def example_questions(documents: list[Document], count: int = EXAMPLE_COUNT) -> list[str]:
+def example_questions(documents: list[DocumentSummary], count: int = EXAMPLE_COUNT) -> list[str]:
     """A few questions about section titles spread through the documents."""
     titles = [
         s.title
@@ -120,7 +121,7 @@ class SearchPage:
     query: str
     k: int
     document: str | None
-    documents: list[Document] = field(default_factory=list)
+    documents: list[DocumentSummary] = field(default_factory=list)
     response: dict | None = None
     error: str | None = None
 
@@ -154,7 +155,7 @@ def search_page():
     status = 200
     try:
         searcher = get_searcher()
-        page.documents = list(searcher.index.documents.values())
+        page.documents = searcher.index.document_summaries
         if "q" in request.args:
             page.k = k_from_query_string(request.args.get("k"))  # its range is checked by the search, as for the API
             page.response = searcher.search(page.query, page.k, page.document)
@@ -179,7 +180,7 @@ def search_page():
 @bp.get("/documents")
 def documents_page():
     try:
-        docs = list(get_searcher().index.documents.values())
+        docs = get_searcher().index.document_summaries
     except IndexUnavailable:
         return error_page(503, INDEX_DOWN)
     return render_template("documents.html", documents=docs)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from .chunking import Chunk
 from .documents import Document
 from .formats.layout import Paragraph, Section
-from .tables import Blob, write_blob
+from .tables import Blob, DamagedTable, write_blob
 
 DOCUMENT_CACHE = 32  # documents kept parsed in a worker: a search cites a few, each many times
 
@@ -50,15 +51,50 @@ def document_from_record(r: dict) -> Document:
     )
 
 
+@dataclass(frozen=True)
+class DocumentSummary:
+    """What a listing of documents shows (the documents page, the search form's choice, `/api/documents`): a
+    document without its text, so that listing an archive parses a small file instead of every document."""
+
+    id: str
+    title: str
+    byline: str | None
+    sections: tuple[Section, ...]
+    paragraph_count: int
+
+
+def summarize(doc: Document) -> DocumentSummary:
+    return DocumentSummary(doc.id, doc.title, doc.byline, doc.sections, len(doc.paragraphs))
+
+
+def summary_record(doc: Document) -> dict:
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "byline": doc.byline,
+        "sections": [[s.title, s.start, s.end] for s in doc.sections],
+        "paragraph_count": len(doc.paragraphs),
+    }
+
+
+def summary_from_record(r: dict) -> DocumentSummary:
+    return DocumentSummary(
+        r["id"], r["title"], r["byline"], tuple(Section(*s) for s in r["sections"]), r["paragraph_count"]
+    )
+
+
 def _json(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
 
 
 def write_passages(folder: Path, chunks: Sequence[Chunk], documents: Sequence[Document]) -> None:
-    """`chunks.bin` and `documents.bin` (with their offsets) and `documents.ids.json`, in chunk id order."""
+    """`chunks.bin` and `documents.bin` (with their offsets), `documents.ids.json` and `documents.summary.json`, in
+    chunk id order."""
     write_blob(folder, "chunks", (_json(c.to_record()) for c in chunks))
     write_blob(folder, "documents", (_json(document_record(d)) for d in documents))
     (folder / "documents.ids.json").write_text(json.dumps([d.id for d in documents], ensure_ascii=False), "utf-8")
+    summaries = [summary_record(d) for d in documents]
+    (folder / "documents.summary.json").write_text(json.dumps(summaries, ensure_ascii=False), "utf-8")
 
 
 class ChunkSequence(Sequence[Chunk]):
@@ -94,6 +130,18 @@ class DocumentMapping(Mapping[str, Document]):
             raise ValueError("documents.ids.json does not match documents.bin")
         self.position = {doc_id: i for i, doc_id in enumerate(ids)}
         self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._parse)
+        self.folder = folder
+        if not (folder / "documents.summary.json").is_file():
+            raise DamagedTable("documents.summary.json is missing")
+
+    @cached_property
+    def summaries(self) -> list[DocumentSummary]:
+        """Every document's summary, in order: read from `documents.summary.json` the first time a listing asks."""
+        records = json.loads((self.folder / "documents.summary.json").read_text(encoding="utf-8"))
+        summaries = [summary_from_record(r) for r in records]
+        if [s.id for s in summaries] != list(self.position):
+            raise DamagedTable("documents.summary.json does not match documents.ids.json")
+        return summaries
 
     def _parse(self, position: int) -> Document:
         return document_from_record(json.loads(self.records[position]))
