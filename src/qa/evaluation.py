@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from .search import Searcher
 
 Span = tuple[int, int]
 
@@ -166,18 +169,46 @@ def run_evaluation(
 def _per_document(
     items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress, encoder: str, calibration=None
 ) -> tuple[list[dict], dict[str, str]]:
-    import shutil
     import tempfile
 
     from .build_encoder import build_encoder
+    from .onnx_embedding import OnnxEmbedder
+
+    responses: dict[int, dict] = {}
+    texts: dict[str, str] = {}
+    # One encoder for every document's index and its questions: the one `qa build` and the service use.
+    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
+        queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
+        if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
+            queries = OnnxEmbedder(embedder.build, encoder=encoder)
+        for doc_id, searcher, positions in document_searchers(
+            items, corpus, Path(tmp), embedder, queries, threshold, progress, calibration
+        ):
+            texts[doc_id] = searcher.index.documents[doc_id].text
+            for i in positions:
+                responses[i] = searcher.search(items[i]["question"], 10, doc_id)
+    return [responses[i] for i in range(len(items))], texts
+
+
+def document_searchers(
+    items: list[dict],
+    corpus: Path,
+    work: Path,
+    embedder,
+    queries=None,
+    threshold: float | None = None,
+    progress=None,
+    calibration=None,
+) -> Iterator[tuple[str, Searcher, list[int]]]:
+    """For each document the items name, in turn: its id, a searcher over an index of it alone (built into a folder
+    under `work` with `embedder`; questions encoded by `queries`, default the same) and the positions of its items."""
+    import shutil
+
     from .documents import corpus_files
     from .engine import open_searcher
     from .index import build
-    from .onnx_embedding import OnnxEmbedder
 
     files = corpus_files(corpus)
-    responses: dict[int, dict] = {}
-    texts: dict[str, str] = {}
     by_document: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         if "document" not in item:
@@ -186,22 +217,17 @@ def _per_document(
     for doc_id in by_document:
         if doc_id not in files:
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
-    # One encoder for every document's index and its questions: the one `qa build` and the service use.
-    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
-        queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
-        if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
-            queries = OnnxEmbedder(embedder.build, encoder=encoder)
-        for n, (doc_id, positions) in enumerate(
-            (progress or (lambda x, total, label: x))(by_document.items(), len(by_document), "documents")
-        ):
-            folder = Path(tmp) / f"document-{n}"
-            source = files[doc_id]
-            target = folder / "corpus" / source.relative_to(corpus)
-            target.parent.mkdir(parents=True)
-            shutil.copyfile(source, target)
-            build(folder / "corpus", folder / "index", embedder)
-            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries, calibration=calibration)
-            texts[doc_id] = searcher.index.documents[doc_id].text
-            for i in positions:
-                responses[i] = searcher.search(items[i]["question"], 10, doc_id)
-    return [responses[i] for i in range(len(items))], texts
+    for n, (doc_id, positions) in enumerate(
+        (progress or (lambda x, total, label: x))(by_document.items(), len(by_document), "documents")
+    ):
+        folder = work / f"document-{n}"
+        source = files[doc_id]
+        target = folder / "corpus" / source.relative_to(corpus)
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(source, target)
+        build(folder / "corpus", folder / "index", embedder)
+        yield (
+            doc_id,
+            open_searcher(folder / "index", threshold=threshold, embedder=queries or embedder, calibration=calibration),
+            positions,
+        )
