@@ -64,9 +64,8 @@ class Setting:
 
 SETTINGS = {
     "full": Setting(None, 2e-5, 1),
-    "full-2": Setting(None, 2e-5, 2),
     "last2": Setting(2, 1e-4, 1),
-    "last2-2": Setting(2, 1e-4, 2),
+    "last1": Setting(1, 1e-4, 1),
 }
 
 
