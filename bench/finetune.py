@@ -1,9 +1,12 @@
 """Fine-tuning the encoder on QASPER train: does it lift retrieval on research papers and on the bundled paper?
 
-    python bench/finetune.py cv --settings base,full,last2        # cross-validation over QASPER-train papers
+The figures in docs/retrieval.md ("Fine-tuning the encoder on QASPER train") came from (PYTHONPATH=src; each line
+a process of its own, run side by side with `--threads 1`, about 5-25 minutes each on two shared cores):
+
+    python bench/finetune.py cv --settings base,last2 --fold 0     # and --fold 1; likewise full, last1
     python bench/finetune.py heldout base                          # today's encoder on dev and QASPER shared
-    python bench/finetune.py heldout full                          # fitted on all of QASPER train, same sets
-    python bench/finetune.py compare base full                     # questions gained and lost
+    python bench/finetune.py heldout last2                         # fitted on all of QASPER train, same sets
+    python bench/finetune.py compare base last2                    # questions gained and lost
 
 Training examples: each answerable QASPER-train question with each passage (the service's chunking, embedded as
 the service embeds it, `index.embedded_text`) that hits its evidence as `qa eval --paragraph-evidence` scores it,
@@ -13,7 +16,8 @@ what is trained (the whole model, or only its last layers), the learning rate an
 
 Evaluation is the service's full hybrid ranking (`Searcher`, one index per paper, as `qa eval --mode per-document`
 builds them), with the encoder run by sentence-transformers (torch) for the index and the questions alike; `base`
-is the packaged model through the same path. `cv` fits on the papers of all folds but one and scores the questions
+is the packaged model through the same path, which reproduces the shipped figures except highlight@1 (each sentence
+is embedded alone here, without the ONNX encoder's in-context reading). `cv` fits on the papers of all folds but one and scores the questions
 of a seeded sample of the held-out fold's papers (embedding every passage and sentence of 200 papers per setting
 is over an hour on two shared cores). `heldout` fits on all 200 papers and scores eval/dev.jsonl (the bundled
 paper) and eval/qasper (20 papers), with today's calibration and with one refitted on dev as `qa tune
