@@ -16,12 +16,13 @@ what is trained (the whole model, or only its last layers), the learning rate an
 
 Evaluation is the service's full hybrid ranking (`Searcher`, one index per paper, as `qa eval --mode per-document`
 builds them), with the encoder run by sentence-transformers (torch) for the index and the questions alike; `base`
-is the packaged model through the same path, which reproduces the shipped figures except highlight@1 (each sentence
-is embedded alone here, without the ONNX encoder's in-context reading). `cv` fits on the papers of all folds but one and scores the questions
-of a seeded sample of the held-out fold's papers (embedding every passage and sentence of 200 papers per setting
-is over an hour on two shared cores). `heldout` fits on all 200 papers and scores eval/dev.jsonl (the bundled
-paper) and eval/qasper (20 papers), with today's calibration and with one refitted on dev as `qa tune
---calibration-only` does; results go to artifacts/finetune-<setting>.json for `compare`.
+is the packaged model through the same path, which reproduces the shipped figures except highlight@1 (each
+sentence is embedded alone here, without the ONNX encoder's in-context reading). `cv` fits on the papers of all
+folds but one and scores the questions of a seeded sample of the held-out fold's papers (embedding every passage
+and sentence of 200 papers per setting is over an hour on two shared cores). `heldout` fits on all 200 papers and
+scores eval/dev.jsonl (the bundled paper) and eval/qasper (20 papers), with today's calibration and with one
+refitted on dev as `qa tune --calibration-only` does; results go to artifacts/finetune-<setting>.json for
+`compare`.
 """
 
 from __future__ import annotations
