@@ -1,7 +1,7 @@
 """Fine-tuning the encoder on QASPER train: does it lift retrieval on research papers and on the bundled paper?
 
 The figures in docs/retrieval.md ("Fine-tuning the encoder on QASPER train") came from (PYTHONPATH=src; each line
-a process of its own, run side by side with `--threads 1`, about 5-25 minutes each on two shared cores):
+a process of its own, run side by side with `--threads 1`, 10-30 minutes each on two shared cores):
 
     python bench/finetune.py cv --settings base,last2 --fold 0     # and --fold 1; likewise full, last1
     python bench/finetune.py heldout base                          # today's encoder on dev and QASPER shared
