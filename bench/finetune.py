@@ -42,7 +42,7 @@ from qa.confidence import Calibration
 from qa.documents import Document, read_corpus
 from qa.embedding import SentenceTransformerEmbedder
 from qa.engine import open_searcher
-from qa.evaluation import document_searchers, evidence_spans, hit_flags, load_jsonl, respond, score
+from qa.evaluation import document_searchers, evidence_spans, hit_flags, item_documents, load_jsonl, respond, score
 from qa.index import build, embedded_text
 from qa.lexical import LexicalIndex, tokenize
 from qa.tuning import tune
@@ -194,7 +194,9 @@ def per_document(
     responses: dict[str, dict[int, dict]] = {name: {} for name in calibrations}
     texts = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for doc_id, searcher, positions in document_searchers(questions, corpus, Path(tmp), embedder):
+        for doc_id, searcher, positions in document_searchers(
+            item_documents(questions, corpus), corpus, Path(tmp), embedder
+        ):
             texts[doc_id] = searcher.index.documents[doc_id].text
             for name, calibration in calibrations.items():
                 searcher.calibration, searcher.threshold = calibration, calibration.threshold

@@ -174,6 +174,7 @@ def _per_document(
     from .build_encoder import build_encoder
     from .onnx_embedding import OnnxEmbedder
 
+    sources = item_documents(items, corpus)  # bad items fail before the encoder is exported
     responses: dict[int, dict] = {}
     texts: dict[str, str] = {}
     # One encoder for every document's index and its questions: the one `qa build` and the service use.
@@ -182,7 +183,7 @@ def _per_document(
         if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
             queries = OnnxEmbedder(embedder.build, encoder=encoder)
         for doc_id, searcher, positions in document_searchers(
-            items, corpus, Path(tmp), embedder, queries, threshold, progress, calibration
+            sources, corpus, Path(tmp), embedder, queries, threshold, progress, calibration
         ):
             texts[doc_id] = searcher.index.documents[doc_id].text
             for i in positions:
@@ -190,23 +191,10 @@ def _per_document(
     return [responses[i] for i in range(len(items))], texts
 
 
-def document_searchers(
-    items: list[dict],
-    corpus: Path,
-    work: Path,
-    embedder,
-    queries=None,
-    threshold: float | None = None,
-    progress=None,
-    calibration=None,
-) -> Iterator[tuple[str, Searcher, list[int]]]:
-    """For each document the items name, in turn: its id, a searcher over an index of it alone (built into a folder
-    under `work` with `embedder`; questions encoded by `queries`, default the same) and the positions of its items."""
-    import shutil
-
+def item_documents(items: list[dict], corpus: Path) -> dict[str, tuple[Path, list[int]]]:
+    """Each document the items name: its file in `corpus` and the positions of its items. ValueError for an item
+    without a `document` or naming one not in `corpus`."""
     from .documents import corpus_files
-    from .engine import open_searcher
-    from .index import build
 
     files = corpus_files(corpus)
     by_document: dict[str, list[int]] = {}
@@ -217,17 +205,35 @@ def document_searchers(
     for doc_id in by_document:
         if doc_id not in files:
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
-    for n, (doc_id, positions) in enumerate(
-        (progress or (lambda x, total, label: x))(by_document.items(), len(by_document), "documents")
+    return {doc_id: (files[doc_id], positions) for doc_id, positions in by_document.items()}
+
+
+def document_searchers(
+    sources: dict[str, tuple[Path, list[int]]],
+    corpus: Path,
+    work: Path,
+    embedder,
+    queries=None,
+    threshold: float | None = None,
+    progress=None,
+    calibration=None,
+) -> Iterator[tuple[str, Searcher, list[int]]]:
+    """For each of `item_documents`' documents in turn: its id, a searcher over an index of it alone (built into a
+    folder under `work` with `embedder`; questions encoded by `queries`, default the same) and its items' positions."""
+    import shutil
+
+    from .engine import open_searcher
+    from .index import build
+
+    for n, (doc_id, (source, positions)) in enumerate(
+        (progress or (lambda x, total, label: x))(sources.items(), len(sources), "documents")
     ):
         folder = work / f"document-{n}"
-        source = files[doc_id]
         target = folder / "corpus" / source.relative_to(corpus)
         target.parent.mkdir(parents=True)
         shutil.copyfile(source, target)
         build(folder / "corpus", folder / "index", embedder)
-        yield (
-            doc_id,
-            open_searcher(folder / "index", threshold=threshold, embedder=queries or embedder, calibration=calibration),
-            positions,
+        searcher = open_searcher(
+            folder / "index", threshold=threshold, embedder=queries or embedder, calibration=calibration
         )
+        yield doc_id, searcher, positions
