@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from qa.evaluation import load_jsonl, score
+from qa.evaluation import item_documents, load_jsonl, score
 
 from conftest import CORPUS, DEV_QUESTIONS, FIXTURES
 
@@ -53,3 +53,14 @@ def test_scores_match_reference_for_multi_document_items():
 def test_mismatched_response_count_is_an_error():
     with pytest.raises(ValueError, match="one response per question"):
         score(DOCUMENT, load_jsonl(DEV_QUESTIONS), [])
+
+
+def test_per_document_items_are_grouped_by_their_file_and_bad_ones_refused_before_any_build(tmp_path):
+    for name in ("a.md", "b.md"):
+        (tmp_path / name).write_text("# Title\n\nText.\n", encoding="utf-8")
+    items = [{"id": "1", "document": "b"}, {"id": "2", "document": "a"}, {"id": "3", "document": "b"}]
+    assert item_documents(items, tmp_path) == {"b": (tmp_path / "b.md", [0, 2]), "a": (tmp_path / "a.md", [1])}
+    with pytest.raises(ValueError, match="2: per-document mode needs items that name their `document`"):
+        item_documents([items[0], {"id": "2"}], tmp_path)
+    with pytest.raises(ValueError, match="document 'c' is not in"):
+        item_documents([*items, {"id": "4", "document": "c"}], tmp_path)

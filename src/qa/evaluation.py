@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from .search import Searcher
 
 Span = tuple[int, int]
 
@@ -166,18 +169,34 @@ def run_evaluation(
 def _per_document(
     items: list[dict], corpus: Path, shorter: bool, threshold: float | None, progress, encoder: str, calibration=None
 ) -> tuple[list[dict], dict[str, str]]:
-    import shutil
     import tempfile
 
     from .build_encoder import build_encoder
-    from .documents import corpus_files
-    from .engine import open_searcher
-    from .index import build
     from .onnx_embedding import OnnxEmbedder
 
-    files = corpus_files(corpus)
+    sources = item_documents(items, corpus)  # bad items fail before the encoder is exported
     responses: dict[int, dict] = {}
     texts: dict[str, str] = {}
+    # One encoder for every document's index and its questions: the one `qa build` and the service use.
+    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
+        queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
+        if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
+            queries = OnnxEmbedder(embedder.build, encoder=encoder)
+        for doc_id, searcher, positions in document_searchers(
+            sources, corpus, Path(tmp), embedder, queries, threshold, progress, calibration
+        ):
+            texts[doc_id] = searcher.index.documents[doc_id].text
+            for i in positions:
+                responses[i] = searcher.search(items[i]["question"], 10, doc_id)
+    return [responses[i] for i in range(len(items))], texts
+
+
+def item_documents(items: list[dict], corpus: Path) -> dict[str, tuple[Path, list[int]]]:
+    """Each document the items name: its file in `corpus` and the positions of its items. ValueError for an item
+    without a `document` or naming one not in `corpus`."""
+    from .documents import corpus_files
+
+    files = corpus_files(corpus)
     by_document: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         if "document" not in item:
@@ -186,22 +205,35 @@ def _per_document(
     for doc_id in by_document:
         if doc_id not in files:
             raise ValueError(f"document {doc_id!r} is not in {corpus}")
-    # One encoder for every document's index and its questions: the one `qa build` and the service use.
-    with tempfile.TemporaryDirectory() as tmp, build_encoder(Path(tmp) / "encoder") as (embedder, _):
-        queries = embedder  # the exact encoder builds; the questions use the chosen `encoder`
-        if isinstance(embedder, OnnxEmbedder) and encoder != embedder.encoder:
-            queries = OnnxEmbedder(embedder.build, encoder=encoder)
-        for n, (doc_id, positions) in enumerate(
-            (progress or (lambda x, total, label: x))(by_document.items(), len(by_document), "documents")
-        ):
-            folder = Path(tmp) / f"document-{n}"
-            source = files[doc_id]
-            target = folder / "corpus" / source.relative_to(corpus)
-            target.parent.mkdir(parents=True)
-            shutil.copyfile(source, target)
-            build(folder / "corpus", folder / "index", embedder)
-            searcher = open_searcher(folder / "index", threshold=threshold, embedder=queries, calibration=calibration)
-            texts[doc_id] = searcher.index.documents[doc_id].text
-            for i in positions:
-                responses[i] = searcher.search(items[i]["question"], 10, doc_id)
-    return [responses[i] for i in range(len(items))], texts
+    return {doc_id: (files[doc_id], positions) for doc_id, positions in by_document.items()}
+
+
+def document_searchers(
+    sources: dict[str, tuple[Path, list[int]]],
+    corpus: Path,
+    work: Path,
+    embedder,
+    queries=None,
+    threshold: float | None = None,
+    progress=None,
+    calibration=None,
+) -> Iterator[tuple[str, Searcher, list[int]]]:
+    """For each of `item_documents`' documents in turn: its id, a searcher over an index of it alone (built into a
+    folder under `work` with `embedder`; questions encoded by `queries`, default the same) and its items' positions."""
+    import shutil
+
+    from .engine import open_searcher
+    from .index import build
+
+    for n, (doc_id, (source, positions)) in enumerate(
+        (progress or (lambda x, total, label: x))(sources.items(), len(sources), "documents")
+    ):
+        folder = work / f"document-{n}"
+        target = folder / "corpus" / source.relative_to(corpus)
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(source, target)
+        build(folder / "corpus", folder / "index", embedder)
+        searcher = open_searcher(
+            folder / "index", threshold=threshold, embedder=queries or embedder, calibration=calibration
+        )
+        yield doc_id, searcher, positions
