@@ -6,6 +6,7 @@ import numpy as np
 
 from .index import Index, embedded_text
 from .lexical import LexicalIndex, tokenize
+from .store import join_lexical_top
 
 
 class FaissBm25Store:
@@ -40,6 +41,12 @@ class FaissBm25Store:
     def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
         lexical = self.lexical_by_document[document] if document else self.lexical
         return lexical.scores(tokenize([query])[0])
+
+    def lexical_candidates(
+        self, query: str, document: str | None, n: int, dense: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top `n` by BM25 (every passage of the scope is scored), joined with `dense`."""
+        return join_lexical_top(self.lexical_scores(query, document), self.scope(document)[0], n, dense)
 
     def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         return self.index.vectors[chunks] @ query_vector
