@@ -9,8 +9,9 @@ the whole index) and memory from /proc/self/smaps_rollup, and waits. The second 
 is alive. RSS counts every resident page, shared or not; PSS divides shared pages among the processes mapping
 them; "private" is what the process alone holds, the memory a further worker adds.
 
-With `--copies N`, the live build of `--index` is first replicated N times into a temporary index (each copy a
-document of its own, with its original's vectors: no embedding), to see how the figures grow with the corpus.
+With `--copies N`, the live build of `--index` and N - 1 varied copies of it are first written into a temporary
+index (each copy a document of its own, its passages varied and its vectors derived from the originals': no
+embedding; see `vary`), to see how the figures grow with the corpus.
 It measures whichever `qa` is importable: run it with `PYTHONPATH=<checkout>/src` to compare two versions.
 """
 

