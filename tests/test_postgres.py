@@ -242,6 +242,13 @@ def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds
         assert (version == versions_before[doc_id]) is (doc_id != "rivers")
     searcher = open_searcher(index, embedder=FakeEmbedder(), backend=PostgresBackend(url))
     assert "Danube" in searcher.search("Danube countries", 1)["results"][0]["text"]
+    # the build's document frequencies, derived from the previous build's, equal a count over its documents
+    counted = db.rows("SELECT term, sum(df) FROM qa_document_terms JOIN qa_build_documents USING (version) "
+                      "WHERE build = %s GROUP BY term ORDER BY term", (report.build_id,))
+    derived = db.rows("SELECT term, df FROM qa_build_terms WHERE build = %s ORDER BY term", (report.build_id,))
+    assert derived == counted and any(term == "danub" for term, _ in derived)
+    assert db.rows("SELECT passages FROM qa_build_stats WHERE build = %s", (report.build_id,)) == [
+        (len(searcher.index.chunks),)]
     # a third build: the first is deleted, with the rows only it listed (the old rivers and mountains)
     (changed / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
     build(changed, index, FakeEmbedder())

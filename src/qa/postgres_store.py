@@ -103,11 +103,17 @@ DO $$ BEGIN  -- a table made by the schema before impacts: its rows are never re
     END IF;
 END $$;
 DROP INDEX IF EXISTS qa_postings_term;
-CREATE INDEX IF NOT EXISTS qa_postings_impact ON qa_postings (term, impact DESC);
+CREATE INDEX IF NOT EXISTS qa_postings_impact ON qa_postings (term, impact DESC) INCLUDE (version, position);
 CREATE TABLE IF NOT EXISTS qa_document_terms (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, term text NOT NULL,
     df integer NOT NULL, PRIMARY KEY (version, term));
-CREATE INDEX IF NOT EXISTS qa_document_terms_term ON qa_document_terms (term);
+DROP INDEX IF EXISTS qa_document_terms_term;
+CREATE TABLE IF NOT EXISTS qa_build_stats (
+    build text PRIMARY KEY REFERENCES qa_builds (id) ON DELETE CASCADE, passages bigint NOT NULL,
+    tokens bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS qa_build_terms (
+    build text NOT NULL REFERENCES qa_builds (id) ON DELETE CASCADE, term text NOT NULL, df integer NOT NULL,
+    PRIMARY KEY (build, term));
 """
 
 T = TypeVar("T")
@@ -272,7 +278,8 @@ def publish(index_dir: Path, url: str) -> PublishReport:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
             live = conn.execute("SELECT build FROM qa_live").fetchone()
-            if live is not None and live[0] == built.build_id:
+            previous = live[0] if live is not None else None
+            if previous == built.build_id:
                 report.already_live = True
                 return report
             conn.execute(
@@ -318,6 +325,7 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                     "ON CONFLICT DO NOTHING",
                     (built.build_id, version, first),
                 )
+            _write_build_terms(conn, built.build_id, previous, len(built.chunks), tokens)
             if conn.execute("SELECT to_regclass('qa_passages_vector')").fetchone()[0] is None:
                 # the first rows: the graph built at once, in this transaction (later rows are added to it)
                 conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
@@ -333,6 +341,8 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                 (built.build_id,),
             )
         _prune(conn)
+        if report.written:  # the visibility map set, so that the postings' index answers without their rows
+            conn.execute("VACUUM qa_postings")
         return report
 
     try:
@@ -400,6 +410,34 @@ def _write_document(
             for term, df in document_frequency.items():
                 copy.write_row((version, term, df))
     return version
+
+
+def _write_build_terms(conn, build: str, previous: str | None, passages: int, tokens: int) -> None:
+    """The build's BM25 statistics: its passages and terms, and each term's document frequency over the build,
+    derived from the `previous` live build's by adding the document versions it did not list and taking away those
+    it listed and this build does not (all of them when the previous build has none)."""
+    if conn.execute("SELECT 1 FROM qa_build_stats WHERE build = %s", (build,)).fetchone():
+        return  # published before: its statistics are there
+    known = "SELECT 1 FROM qa_build_stats WHERE build = %s"
+    if previous is not None and not conn.execute(known, (previous,)).fetchone():
+        previous = None
+    conn.execute("INSERT INTO qa_build_stats (build, passages, tokens) VALUES (%s, %s, %s)", (build, passages, tokens))
+    conn.execute(
+        """
+        INSERT INTO qa_build_terms (build, term, df)
+        SELECT %(build)s, term, sum(df) FROM (
+            SELECT term, df FROM qa_build_terms WHERE build = %(previous)s
+            UNION ALL
+            SELECT term, df FROM qa_document_terms WHERE version IN (
+                SELECT version FROM qa_build_documents WHERE build = %(build)s
+                EXCEPT SELECT version FROM qa_build_documents WHERE build = %(previous)s)
+            UNION ALL
+            SELECT term, -df FROM qa_document_terms WHERE version IN (
+                SELECT version FROM qa_build_documents WHERE build = %(previous)s
+                EXCEPT SELECT version FROM qa_build_documents WHERE build = %(build)s)) changes
+        GROUP BY term HAVING sum(df) > 0""",
+        {"build": build, "previous": previous},
+    )
 
 
 def _prune(conn, keep: int = KEEP_BUILDS) -> None:
@@ -547,9 +585,9 @@ class PostgresStore:
         """BM25 in SQL: Lucene's idf log(1 + (N - df + 0.5) / (df + 0.5)) and tf / (tf + k1 (1 - b + b len/avg)),
         with N, df and the mean length over the scope (one document, or the whole build).
 
-        Over a large build (`APPROXIMATE_ABOVE`) the top `n` are taken from the first `LEXICAL_DEPTH` postings of
-        each query term in descending impact, ranked by the part of their score those postings give; then every
-        candidate's exact score is read. Otherwise every passage is scored, and the top `n` taken as the FAISS
+        Over a large build (`approximate_above`) the top `n` are taken from the first `LEXICAL_DEPTH` postings of
+        each query term in descending impact, ranked by the sum of their impacts times the terms' idf; then every
+        candidate's exact score is computed. Otherwise every passage is scored, and the top `n` taken as the FAISS
         backend takes them (`store.join_lexical_top`).
         """
         scope = self.scope(document)
@@ -560,17 +598,16 @@ class PostgresStore:
         versions, positions = self._locate(np.asarray(dense, dtype=np.int64))
         rows = self.db.rows(
             f"""
-            WITH {bm25_weights("b.build = %(build)s")},
+            WITH {bm25_weights(False)},
             listed AS (
-                SELECT l.version, l.position,
-                       w.weight * l.tf / (l.tf + %(k1)s * (1 - %(b)s + %(b)s * l.length / stats.avg_length)) AS part
-                FROM weights w, stats, LATERAL (
-                    SELECT p.version, p.position, p.tf, p.length FROM qa_postings p
-                    JOIN qa_build_documents b ON b.version = p.version AND b.build = %(build)s
+                SELECT l.version, l.position, w.weight * l.impact AS part
+                FROM weights w, LATERAL (
+                    SELECT version, position, impact FROM qa_postings p
                     WHERE p.term = w.term ORDER BY p.impact DESC LIMIT %(depth)s) l),
             candidates AS (
-                (SELECT version, position FROM listed GROUP BY version, position ORDER BY sum(part) DESC
-                 LIMIT %(n)s)
+                (SELECT l.version, l.position FROM listed l
+                 JOIN qa_build_documents b ON b.version = l.version AND b.build = %(build)s
+                 GROUP BY l.version, l.position ORDER BY sum(part) DESC LIMIT %(n)s)
                 UNION SELECT * FROM unnest(%(versions)s::bigint[], %(positions)s::int[]))
             SELECT b.first_chunk + c.position, coalesce(s.score, 0)
             FROM candidates c JOIN qa_build_documents b ON b.version = c.version AND b.build = %(build)s,
@@ -602,7 +639,7 @@ class PostgresStore:
         within = "b.build = %(build)s" + (" AND b.version = %(version)s" if document else "")
         rows = self.db.rows(
             f"""
-            WITH {bm25_weights(within)}
+            WITH {bm25_weights(document is not None)}
             SELECT b.first_chunk + p.position,
                    sum(w.weight * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / stats.avg_length)))
             FROM weights w JOIN qa_postings p ON p.term = w.term
@@ -667,18 +704,23 @@ class PostgresStore:
         return np.array([r[0] for r in rows], dtype=np.float32)
 
 
-def bm25_weights(within: str) -> str:
-    """Common table expressions over the passages of the build's document versions `b` that `within` selects:
-    `stats` (their number `n` and mean length `avg_length`) and `weights` (each known query term's Lucene idf,
-    times its count in the question)."""
+def bm25_weights(document: bool) -> str:
+    """Common table expressions: `stats` (the number `n` of passages and their mean length `avg_length`) and
+    `weights` (each known query term's Lucene idf, times its count in the question), over one document version
+    (`%(version)s`) or over the build (`%(build)s`)."""
+    if document:
+        stats = "SELECT chunks::float8 AS n, tokens::float8 / chunks AS avg_length FROM qa_documents"
+        stats += " WHERE version = %(version)s"
+        df = "SELECT term, df FROM qa_document_terms WHERE version = %(version)s AND term = ANY(%(terms)s)"
+    else:
+        stats = "SELECT passages::float8 AS n, tokens::float8 / passages AS avg_length FROM qa_build_stats"
+        stats += " WHERE build = %(build)s"
+        df = "SELECT term, df FROM qa_build_terms WHERE build = %(build)s AND term = ANY(%(terms)s)"
     return f"""
-        stats AS (SELECT sum(d.chunks)::float8 AS n, sum(d.tokens)::float8 / sum(d.chunks) AS avg_length
-                  FROM qa_build_documents b JOIN qa_documents d USING (version) WHERE {within}),
-        df AS (SELECT t.term, sum(t.df)::float8 AS df FROM qa_document_terms t JOIN qa_build_documents b
-               USING (version) WHERE {within} AND t.term = ANY(%(terms)s) GROUP BY t.term),
+        stats AS ({stats}),
         weights AS (SELECT q.term, q.times * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) AS weight
                     FROM (SELECT term, count(*) AS times FROM unnest(%(terms)s::text[]) AS term GROUP BY term) q
-                    JOIN df USING (term), stats)"""
+                    JOIN ({df}) df USING (term), stats)"""
 
 
 @dataclass
