@@ -67,7 +67,8 @@ HNSW_BUILD_MEMORY = "1GB"  # maintenance_work_mem while the graph is built: 10^5
 EF_SEARCH = 100
 # Postings read per query term, in descending impact (the term's BM25 weight in its passage), for the BM25
 # candidates of a whole-build search: a passage outside every term's first LEXICAL_DEPTH is not a candidate.
-LEXICAL_DEPTH = 1000
+LEXICAL_DEPTH = 500
+LEXICAL_WHOLE = 10_000  # ... unless it has at most this many postings in the build: then all of them
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -169,10 +170,13 @@ class Database:
             except psycopg.ProgrammingError as exc:  # the vector extension is not created: nothing published
                 conn.close()
                 raise IndexUnavailable(f"no index in the database at {redact(self.url)}; run `qa build`") from exc
-            # HNSW: the breadth of a search, and further steps when the build's filter drops rows of other builds
+            # HNSW: the breadth of a search, and further steps when the build's filter drops rows of other builds;
+            # a plan for each statement's own values (psycopg prepares a statement run often, and a generic plan
+            # of the BM25 statements, blind to how common the terms are, reads every posting of them)
             conn.execute(
                 "SELECT set_config('hnsw.ef_search', %s, false), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+                "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
+                "set_config('plan_cache_mode', 'force_custom_plan', false)",
                 (str(EF_SEARCH),),
             )
             self._local.conn = conn
@@ -603,7 +607,8 @@ class PostgresStore:
                 SELECT l.version, l.position, w.weight * l.impact AS part
                 FROM weights w, LATERAL (
                     SELECT version, position, impact FROM qa_postings p
-                    WHERE p.term = w.term ORDER BY p.impact DESC LIMIT %(depth)s) l),
+                    WHERE p.term = w.term ORDER BY p.impact DESC
+                    LIMIT CASE WHEN w.df <= %(whole)s THEN w.df ELSE %(depth)s END) l),
             candidates AS (
                 (SELECT l.version, l.position FROM listed l
                  JOIN qa_build_documents b ON b.version = l.version AND b.build = %(build)s
@@ -617,7 +622,14 @@ class PostgresStore:
                     FROM weights w JOIN qa_postings p
                          ON p.version = c.version AND p.term = w.term AND p.position = c.position, stats) s
             ORDER BY 1""",
-            {**params, "depth": LEXICAL_DEPTH, "n": n, "versions": versions, "positions": positions},
+            {
+                **params,
+                "depth": LEXICAL_DEPTH,
+                "whole": LEXICAL_WHOLE,
+                "n": n,
+                "versions": versions,
+                "positions": positions,
+            },
         )
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
@@ -718,7 +730,7 @@ def bm25_weights(document: bool) -> str:
         df = "SELECT term, df FROM qa_build_terms WHERE build = %(build)s AND term = ANY(%(terms)s)"
     return f"""
         stats AS ({stats}),
-        weights AS (SELECT q.term, q.times * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) AS weight
+        weights AS (SELECT q.term, q.times * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) AS weight, df.df
                     FROM (SELECT term, count(*) AS times FROM unnest(%(terms)s::text[]) AS term GROUP BY term) q
                     JOIN ({df}) df USING (term), stats)"""
 
