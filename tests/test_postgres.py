@@ -31,7 +31,8 @@ from qa.cli import main
 from qa.engine import IndexHolder, open_searcher
 from qa.evaluation import load_jsonl
 from qa.faiss_store import FaissBm25Store
-from qa.index import build, load
+from qa.index import IndexUnavailable, build, load
+from qa.lexical import tokenize
 from qa.postgres_store import Database, DatabaseUnavailable, PostgresBackend, PostgresStore, database, publish
 
 pytestmark = pytest.mark.postgres
@@ -145,7 +146,8 @@ def test_bm25_candidates_equal_the_faiss_backend(published):
 def test_approximate_bm25_gives_exact_scores_and_the_top_n_when_every_posting_is_read(published, monkeypatch):
     """The whole-build path of a large build (forced here): candidates from each term's impact-ordered postings.
     Read to the end, they are the exact top n of the passages that have a query word (the brute-force reference is
-    the FAISS backend's BM25); read only in part, the choice may differ but every score is still exact."""
+    the FAISS backend's BM25); read only in part (3 postings a term), the choice may differ but every score is
+    still exact."""
     index, url, _ = published
     built = load(index)
     files, pg = FaissBm25Store(built), PostgresStore(built, Database(url), approximate_above=0)
@@ -156,6 +158,7 @@ def test_approximate_bm25_gives_exact_scores_and_the_top_n_when_every_posting_is
         matching = int((exact > 0).sum())
         for depth in (len(built.chunks), 3):
             monkeypatch.setattr(postgres_store, "LEXICAL_DEPTH", depth)
+            monkeypatch.setattr(postgres_store, "LEXICAL_WHOLE", 0)  # every list cut at `depth`
             chunks, scores = pg.lexical_candidates(question, None, 20, dense)
             np.testing.assert_allclose(scores, exact[chunks], rtol=1e-5, atol=1e-6, err_msg=question)
             assert set(dense) <= set(chunks.tolist())
@@ -165,6 +168,8 @@ def test_approximate_bm25_gives_exact_scores_and_the_top_n_when_every_posting_is
                 assert len(chunks) == len(np.union1d(dense, np.argsort(-exact, kind="stable")[: len(top)]))
                 np.testing.assert_allclose(np.sort(exact[chunks])[::-1][: len(top)], top, rtol=1e-5)
                 compared += len(top)
+            else:  # at most 3 postings of each known term, and the dense candidates
+                assert len(chunks) <= 3 * len(set(tokenize([question])[0])) + len(dense)
     assert compared > 20
 
 
@@ -223,6 +228,24 @@ def test_searches_equal_the_faiss_backend(published):
                 for store in (pg.store, fresh):
                     np.testing.assert_allclose(store.highlight_similarities(chunk, vector),
                                                files.store.highlight_similarities(chunk, vector), atol=1e-5)
+
+
+def test_a_build_published_before_impacts_is_refused_then_upgraded_by_publishing_again(published):
+    """A database written by the layout before impacts and build statistics: a store refuses its live build with
+    a clear message, and publishing the same build again fills both in; the scores are then the FAISS backend's."""
+    index, url, _ = published
+    db = Database(url)
+    built = load(index)
+    expected = PostgresStore(built, db, approximate_above=0).lexical_candidates(QUESTIONS[1], None, 20, np.array([0]))
+    db.run(lambda conn: conn.execute("DELETE FROM qa_build_stats; DELETE FROM qa_build_terms; "
+                                     "UPDATE qa_postings SET impact = 0"))
+    with pytest.raises(IndexUnavailable, match="published by an earlier version"):
+        PostgresStore(built, db)
+    assert publish(index, url).already_live
+    assert db.rows("SELECT count(*) FROM qa_postings WHERE impact = 0") == [(0,)]
+    got = PostgresStore(built, db, approximate_above=0).lexical_candidates(QUESTIONS[1], None, 20, np.array([0]))
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
 
 
 def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds(corpus, published, tmp_path):

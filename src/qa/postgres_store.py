@@ -58,7 +58,6 @@ KEEP_BUILDS = 2  # the live build and the one before it, which a server may stil
 BM25_K1 = 1.5
 BM25_B = 0.75
 PUBLISH_LOCK = 4_211_301  # pg_advisory_xact_lock key: publishers of one database take turns
-ROWS_FORMAT = 2  # part of a document version's key: rows written in an earlier layout are never reused
 # The HNSW graph over `qa_passages.vector` (pgvector's defaults) and its search breadth; `bench/archive.py`
 # measures recall@10 against exact search.
 HNSW_M = 16
@@ -97,7 +96,7 @@ CREATE TABLE IF NOT EXISTS qa_postings (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, term text NOT NULL,
     position integer NOT NULL, tf integer NOT NULL, length integer NOT NULL, impact real NOT NULL,
     PRIMARY KEY (version, term, position));
-DO $$ BEGIN  -- a table made by the schema before impacts: its rows are never reused (`ROWS_FORMAT`)
+DO $$ BEGIN  -- a table made by the schema before impacts: `publish` fills them in (`_upgrade`)
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_name = 'qa_postings' AND column_name = 'impact') THEN
         ALTER TABLE qa_postings ADD COLUMN impact real NOT NULL DEFAULT 0;
@@ -257,8 +256,7 @@ def _embedded_server(index_dir: Path):
 
 def document_key(record: dict, manifest: dict) -> str:
     """What makes a document's rows reusable: its id and bytes, the model and the chunking."""
-    parts = [record["id"], record["sha256"], manifest["model"], manifest["chunking"], ROWS_FORMAT]
-    basis = json.dumps(parts, sort_keys=True)
+    basis = json.dumps([record["id"], record["sha256"], manifest["model"], manifest["chunking"]], sort_keys=True)
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
 
@@ -283,7 +281,10 @@ def publish(index_dir: Path, url: str) -> PublishReport:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
             live = conn.execute("SELECT build FROM qa_live").fetchone()
             previous = live[0] if live is not None else None
+            if previous is not None and not _has_statistics(conn, previous):
+                _upgrade(conn, previous)
             if previous == built.build_id:
+                _index_vectors(conn)
                 report.already_live = True
                 return report
             conn.execute(
@@ -330,15 +331,9 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                     (built.build_id, version, first),
                 )
             _write_build_terms(conn, built.build_id, previous, len(built.chunks), tokens)
-            if conn.execute("SELECT to_regclass('qa_passages_vector')").fetchone()[0] is None:
-                # the first rows: the graph built at once, in this transaction (later rows are added to it)
-                conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
-                conn.execute(
-                    f"CREATE INDEX qa_passages_vector ON qa_passages USING hnsw (vector vector_ip_ops) "
-                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
-                )
+            _index_vectors(conn)
             if report.written:  # the planner's statistics of the new rows, so that it chooses the HNSW index
-                conn.execute("ANALYZE qa_passages, qa_postings, qa_document_terms, qa_build_documents")
+                conn.execute("ANALYZE qa_passages, qa_sentences, qa_sections, qa_postings, qa_build_documents")
             conn.execute(
                 "INSERT INTO qa_live (one, build) VALUES (true, %s) "
                 "ON CONFLICT (one) DO UPDATE SET build = excluded.build",
@@ -416,15 +411,43 @@ def _write_document(
     return version
 
 
+def _index_vectors(conn) -> None:
+    """The HNSW index on the passage vectors, built at once the first time rows are there (in the publishing
+    transaction: a failed publish leaves none); later rows are added to it as they are inserted."""
+    if conn.execute("SELECT to_regclass('qa_passages_vector')").fetchone()[0] is None:
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+        conn.execute(
+            f"CREATE INDEX qa_passages_vector ON qa_passages USING hnsw (vector vector_ip_ops) "
+            f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+        )
+
+
+def _has_statistics(conn, build: str) -> bool:
+    return conn.execute("SELECT 1 FROM qa_build_stats WHERE build = %s", (build,)).fetchone() is not None
+
+
+def _upgrade(conn, build: str) -> None:
+    """Give a build published before impacts and build statistics both: its postings' impacts (0 until now) and
+    its statistics, from its own rows."""
+    passages, tokens = conn.execute(
+        "SELECT sum(d.chunks), sum(d.tokens) FROM qa_build_documents b JOIN qa_documents d USING (version) "
+        "WHERE b.build = %s",
+        (build,),
+    ).fetchone()
+    conn.execute(
+        "UPDATE qa_postings p SET impact = p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avg)s)) "
+        "FROM qa_build_documents b WHERE b.build = %(build)s AND b.version = p.version AND p.impact = 0",
+        {"k1": BM25_K1, "b": BM25_B, "avg": tokens / max(passages, 1), "build": build},
+    )
+    _write_build_terms(conn, build, None, passages, tokens)
+
+
 def _write_build_terms(conn, build: str, previous: str | None, passages: int, tokens: int) -> None:
     """The build's BM25 statistics: its passages and terms, and each term's document frequency over the build,
     derived from the `previous` live build's by adding the document versions it did not list and taking away those
-    it listed and this build does not (all of them when the previous build has none)."""
-    if conn.execute("SELECT 1 FROM qa_build_stats WHERE build = %s", (build,)).fetchone():
+    it listed and this build does not (all of them without a previous build)."""
+    if _has_statistics(conn, build):
         return  # published before: its statistics are there
-    known = "SELECT 1 FROM qa_build_stats WHERE build = %s"
-    if previous is not None and not conn.execute(known, (previous,)).fetchone():
-        previous = None
     conn.execute("INSERT INTO qa_build_stats (build, passages, tokens) VALUES (%s, %s, %s)", (build, passages, tokens))
     conn.execute(
         """
@@ -529,6 +552,11 @@ class PostgresStore:
             "SELECT version, first_chunk FROM qa_build_documents WHERE build = %s ORDER BY first_chunk",
             (self.build_id,),
         )
+        if not db.rows("SELECT 1 FROM qa_build_stats WHERE build = %s", (self.build_id,)):
+            raise IndexUnavailable(
+                f"the live build in the database at {redact(db.url)} was published by an earlier version; "
+                "publish it again (`qa build --backend postgres`)"
+            )
         self.versions = np.array([r[0] for r in rows], dtype=np.int64)
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
         self.version_list = self.versions.tolist()
