@@ -658,6 +658,7 @@ class PostgresStore:
                 "versions": versions,
                 "positions": positions,
             },
+            prepare=False,  # a generic plan, blind to how common the terms are, reads every posting of them
         )
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
