@@ -169,13 +169,10 @@ class Database:
             except psycopg.ProgrammingError as exc:  # the vector extension is not created: nothing published
                 conn.close()
                 raise IndexUnavailable(f"no index in the database at {redact(self.url)}; run `qa build`") from exc
-            # HNSW: the breadth of a search, and further steps when the build's filter drops rows of other builds;
-            # a plan for each statement's own values (psycopg prepares a statement run often, and a generic plan
-            # of the BM25 statements, blind to how common the terms are, reads every posting of them)
+            # HNSW: the breadth of a search, and further steps when the build's filter drops rows of other builds
             conn.execute(
                 "SELECT set_config('hnsw.ef_search', %s, false), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
-                "set_config('plan_cache_mode', 'force_custom_plan', false)",
+                "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
                 (str(EF_SEARCH),),
             )
             self._local.conn = conn
@@ -200,8 +197,10 @@ class Database:
             self.close()
             raise _unreachable(self.url, exc) from exc
 
-    def rows(self, sql: str, params: Any = None) -> list[tuple]:
-        return self.run(lambda conn: conn.execute(sql, params).fetchall())
+    def rows(self, sql: str, params: Any = None, prepare: bool | None = None) -> list[tuple]:
+        """The statement's rows; `prepare=False` plans it for its values every time (psycopg prepares a statement
+        run often, and PostgreSQL may then reuse one generic plan for all values)."""
+        return self.run(lambda conn: conn.execute(sql, params, prepare=prepare).fetchall())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
