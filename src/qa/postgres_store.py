@@ -588,6 +588,7 @@ class PostgresStore:
             rows = self.db.rows(
                 "SELECT version, position FROM qa_passages WHERE version = ANY(%s) ORDER BY vector <#> %s LIMIT %s",
                 (self.version_list, query_vector, n),
+                prepare=False,  # a generic plan sorts every passage of the build instead
             )
             return np.array([self.first_of[v] + p for v, p in rows], dtype=np.int64)
         versions = self._versions_of(scope)
