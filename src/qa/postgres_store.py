@@ -14,7 +14,9 @@ mean passage length of the build that wrote it, and the postings of a term are i
 search is by inner product of unit vectors (`<#>`). Over a build of more than `index.APPROXIMATE_ABOVE` passages,
 search over everything is approximate: the dense candidates come from an HNSW index on `qa_passages.vector` (built
 in the publishing transaction that first fills the table, then kept up by every insert), the BM25 candidates from
-the first `LEXICAL_DEPTH` postings of each query term by impact; every candidate's scores are exact. Within one
+each query term's postings in descending impact (all of a rare term's, the first `LEXICAL_DEPTH` of a common
+one's); every candidate's scores are exact. Each build's document frequencies and length statistics are kept with
+it (`qa_build_terms`, `qa_build_stats`), derived at publishing from the previous build's. Within one
 document, and over a smaller build, search is exact: every passage of the scope is read (the primary key's B-tree
 on the document version) and scored.
 
@@ -65,7 +67,8 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_BUILD_MEMORY = "1GB"  # maintenance_work_mem while the graph is built: 10^5 passages fit in memory
 EF_SEARCH = 100
 # Postings read per query term, in descending impact (the term's BM25 weight in its passage), for the BM25
-# candidates of a whole-build search: a passage outside every term's first LEXICAL_DEPTH is not a candidate.
+# candidates of a whole-build search: a passage outside every term's first LEXICAL_DEPTH is not a candidate
+# (`docs/scale.md` measures the recall and cost of other values).
 LEXICAL_DEPTH = 500
 LEXICAL_WHOLE = 10_000  # ... unless it has at most this many postings in the build: then all of them
 
@@ -617,10 +620,11 @@ class PostgresStore:
         """BM25 in SQL: Lucene's idf log(1 + (N - df + 0.5) / (df + 0.5)) and tf / (tf + k1 (1 - b + b len/avg)),
         with N, df and the mean length over the scope (one document, or the whole build).
 
-        Over a large build (`approximate_above`) the top `n` are taken from the first `LEXICAL_DEPTH` postings of
-        each query term in descending impact, ranked by the sum of their impacts times the terms' idf; then every
-        candidate's exact score is computed. Otherwise every passage is scored, and the top `n` taken as the FAISS
-        backend takes them (`store.join_lexical_top`).
+        Over a large build (`approximate_above`) the top `n` are taken from each query term's postings in
+        descending impact, all of them for a term with at most `LEXICAL_WHOLE`, else the first `LEXICAL_DEPTH`,
+        ranked by the sum of their impacts times the terms' idf; then every candidate's exact score is computed.
+        Otherwise every passage is scored, and the top `n` taken as the FAISS backend takes them
+        (`store.join_lexical_top`).
         """
         scope = self.scope(document)
         terms = tokenize([query])[0]
