@@ -76,8 +76,9 @@ def recall(found: list[np.ndarray], exact: np.ndarray, k: int) -> float:
     """
     shares = []
     for ids, row in zip(found, exact):
-        cut = -np.partition(-row, k - 1)[k - 1]
-        wanted = min(k, int(np.sum(row > 0))) or k
+        top = min(k, len(row))
+        cut = -np.partition(-row, top - 1)[top - 1]
+        wanted = min(top, int(np.sum(row > 0))) or top
         shares.append(min(1.0, np.sum(row[ids[ids >= 0]] >= cut - 1e-5) / wanted))
     return float(np.mean(shares))
 
