@@ -7,7 +7,9 @@
 
 `--index` holds a live build of real papers (the 220 QASPER papers of `eval/qasper` and `eval/qasper-train`).
 Each size (in passages) is made from it by `worker_memory.replicate`: below the build's size, its first documents;
-above, varied copies of every document (renamed, their original's vectors reused: no embedding). The build rate
+above, the papers themselves and varied copies of them (`worker_memory.vary`: every passage loses a sentence,
+gains one of another paper and may have two swapped; vectors derived from the originals' rows, no embedding). The
+build rate
 comes from the real papers only: `build_speed.py`'s figures of the same corpus, read from `--build-json` or
 measured here with `--corpus` (minutes). For each size and backend it measures:
 
@@ -17,8 +19,9 @@ measured here with `--corpus` (minutes). For each size and backend it measures:
 - search p50/p99 in-process (`backends.timings`: every question, whole index, 10 results, after a warm-up);
 - search p50/p99 over HTTP: `qa serve --no-build` with 2 gunicorn workers on loopback, GET /api/search, one client;
   then the RSS and private memory of each worker from /proc (both have answered by then);
-- recall@10 of the FAISS index against exact inner products over the same vectors, for the questions' vectors
-  (1.0 below `index.APPROXIMATE_ABOVE`, where the index is exact).
+- recall@10 of the dense search (FAISS index; PostgreSQL's HNSW index) against exact inner products over the same
+  vectors, for the questions' vectors (1.0 below `index.APPROXIMATE_ABOVE`, where both are exact), and recall@100
+  of PostgreSQL's BM25 candidates against BM25 of every passage.
 
 Every server started is stopped (the embedded PostgreSQL when its block ends, `qa serve` by SIGTERM); `--timeout`
 bounds each server's start.
@@ -50,9 +53,11 @@ from build_speed import measure as measure_build  # noqa: E402
 from worker_memory import memory_mb, replicate  # noqa: E402
 
 from qa.engine import load_embedder, open_searcher  # noqa: E402
+from qa.faiss_store import FaissBm25Store  # noqa: E402
 from qa.evaluation import load_jsonl  # noqa: E402
 from qa.index import live_build, load  # noqa: E402
 from qa.postgres_store import PostgresBackend, database, publish  # noqa: E402
+from qa.search import CANDIDATES  # noqa: E402
 
 QUESTIONS = ROOT.parent / "shared" / "eval" / "qasper" / "questions.jsonl"
 
@@ -62,19 +67,43 @@ def disk_bytes(build: Path) -> int:
     return sum(p.stat().st_size for p in build.rglob("*") if p.is_file() and "onnx" not in p.relative_to(build).parts)
 
 
-def recall_at_10(index_dir: Path, query_vectors: np.ndarray) -> float:
-    """Share of the FAISS index's top 10 that belong in the exact top 10 (inner product over every passage vector).
+def recall(found: list[np.ndarray], exact: np.ndarray, k: int) -> float:
+    """Mean share of each question's `found` chunk ids that belong in its exact top `k` (`exact`: one row of scores
+    per question, over every passage), out of `k` or of the passages with a positive score if fewer.
 
-    A result counts when its score reaches the exact 10th score: copies share their original's vectors, so the
-    exact top 10 is a set of ties and any of the tied copies is as right as another.
+    A result counts when its score reaches the exact k-th score: passages that tie with it are as right as the
+    one the exact order happened to keep.
     """
+    shares = []
+    for ids, row in zip(found, exact):
+        top = min(k, len(row))
+        cut = -np.partition(-row, top - 1)[top - 1]
+        wanted = min(top, int(np.sum(row > 0))) or top
+        shares.append(min(1.0, np.sum(row[ids[ids >= 0]] >= cut - 1e-5) / wanted))
+    return float(np.mean(shares))
+
+
+def faiss_recall_at_10(index_dir: Path, query_vectors: np.ndarray) -> float:
+    """recall@10 of the build's FAISS index against exact inner products over every passage vector."""
     index = load(index_dir)
-    vectors = np.asarray(index.vectors, dtype=np.float32)
     _, found = index.faiss_index.search(query_vectors, 10)
-    scores = query_vectors @ vectors.T
-    tenth = -np.partition(-scores, 9, axis=1)[:, 9]
-    hits = [np.sum(row[ids[ids >= 0]] >= cut - 1e-5) / 10 for row, ids, cut in zip(scores, found, tenth)]
-    return float(np.mean(hits))
+    return recall(list(found), query_vectors @ np.asarray(index.vectors, dtype=np.float32).T, 10)
+
+
+def postgres_recalls(searcher, index_dir: Path, questions: list[str], query_vectors: np.ndarray) -> dict:
+    """recall@10 of the dense search over the whole build (HNSW above `index.APPROXIMATE_ABOVE` passages) against
+    exact inner products, and recall@100 of its BM25 candidates against BM25 of every passage (the FAISS
+    backend's, computed in full)."""
+    index = load(index_dir)
+    store = searcher.store
+    whole = store.scope(None)
+    dense = [store.dense_candidates(v, whole, 10) for v in query_vectors]
+    none = np.empty(0, dtype=np.int64)
+    lexical = [store.lexical_candidates(q, None, CANDIDATES, none)[0] for q in questions]
+    reference = FaissBm25Store(index)
+    exact_lexical = np.array([reference.lexical_scores(q, None) for q in questions])
+    return {"recall_at_10": recall(dense, query_vectors @ np.asarray(index.vectors, dtype=np.float32).T, 10),
+            "bm25_recall_at_100": recall(lexical, exact_lexical, CANDIDATES)}
 
 
 def free_port() -> int:
@@ -148,7 +177,8 @@ def measure_size(index_dir: Path, backend: str, embedder, items: list[dict], arg
         figures["passages"] = len(searcher.index.chunks)
         del searcher
         figures.update(http_figures(index_dir, questions, args.rounds, args.timeout, None))
-        figures["recall_at_10"] = recall_at_10(index_dir, embedder.encode(questions))
+        figures["recall_at_10"] = faiss_recall_at_10(index_dir, embedder.encode(questions))
+        figures["bm25_recall_at_100"] = 1.0  # every passage scored
         return figures
     with database(index_dir, None) as url:
         began = time.perf_counter()
@@ -161,9 +191,9 @@ def measure_size(index_dir: Path, backend: str, embedder, items: list[dict], arg
         figures["disk_bytes"] = searcher.store.db.rows("SELECT pg_database_size(current_database())")[0][0]
         figures.update(in_process(searcher, items, args.rounds))
         figures["passages"] = len(searcher.index.chunks)
+        figures.update(postgres_recalls(searcher, index_dir, questions, embedder.encode(questions)))
         del searcher
         figures.update(http_figures(index_dir, questions, args.rounds, args.timeout, url))
-        figures["recall_at_10"] = 1.0  # exact search in SQL
     return figures
 
 
@@ -174,14 +204,15 @@ def print_table(build: dict, rows: list[dict]) -> None:
           f"({build['floor_tokens_per_s']:,.0f} tokens/s); "
           f"per passage {build['build_cpu_s'] / build['passages'] * 1000:.0f} ms CPU")
     print(f"{'passages':>9} {'backend':9} {'disk MB':>8} {'publish s':>9} {'open s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'HTTP p50':>8} {'HTTP p99':>8} {'RSS w1/w2 MB':>13} {'priv w1/w2 MB':>13} {'recall@10':>9}")
+          f"{'HTTP p50':>8} {'HTTP p99':>8} {'RSS w1/w2 MB':>13} {'priv w1/w2 MB':>13} {'recall@10':>9} "
+          f"{'BM25 r@100':>10}")
     for r in rows:
         rss = "/".join(f"{v:.0f}" for v in r["workers_rss_mb"])
         private = "/".join(f"{v:.0f}" for v in r["workers_private_mb"])
         publish_s = f"{r['publish_s']:.1f}" if "publish_s" in r else "-"
         print(f"{r['passages']:>9,} {r['backend']:9} {r['disk_bytes'] / 1e6:8.1f} {publish_s:>9} {r['open_s']:7.2f} "
               f"{r['search_p50_ms']:7.1f} {r['search_p99_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p99_ms']:8.1f} "
-              f"{rss:>13} {private:>13} {r['recall_at_10']:9.3f}")
+              f"{rss:>13} {private:>13} {r['recall_at_10']:9.3f} {r.get('bm25_recall_at_100', 1.0):10.3f}")
 
 
 BOTH = ("faiss", "postgres")

@@ -44,7 +44,7 @@ from qa.embedding import SentenceTransformerEmbedder
 from qa.engine import open_searcher
 from qa.evaluation import document_searchers, evidence_spans, hit_flags, item_documents, load_jsonl, respond, score
 from qa.index import build, embedded_text
-from qa.lexical import LexicalIndex, tokenize
+from qa.lexical import Postings, tokenize
 from qa.tuning import tune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,23 +96,34 @@ def evidence_passages(item: dict, doc: Document, chunks: list[Chunk]) -> list[Ch
     return [c for c in chunks if any(hit_flags({"start": c.start, "end": c.end}, spans, True, None))]
 
 
+def bm25_postings(texts: list[str], folder: Path) -> Postings:
+    """BM25 over `texts` alone, as a build writes it, into `folder`."""
+    folder.mkdir()
+    Postings.write(folder, texts)
+    return Postings(folder)
+
+
 def examples(items: list[dict], docs: dict[str, Document]) -> list[tuple[str, str, str]]:
     """(question, evidence passage, hardest BM25 passage of the same paper that misses), as embedded."""
     chunks = {doc_id: chunk_document(doc) for doc_id, doc in docs.items()}
-    lexical = {doc_id: LexicalIndex([embedded_text(c) for c in found]) for doc_id, found in chunks.items()}
     rows = []
-    for item in items:
-        if not item.get("evidence"):
-            continue
-        doc_chunks = chunks[item["document"]]
-        positives = evidence_passages(item, docs[item["document"]], doc_chunks)
-        hits = {c.chunk for c in positives}
-        bm25 = lexical[item["document"]].scores(tokenize([item["question"]])[0])
-        misses = [i for i in np.argsort(-bm25, kind="stable") if doc_chunks[i].chunk not in hits]
-        if not positives or not misses:
-            continue
-        negative = embedded_text(doc_chunks[misses[0]])
-        rows += [(item["question"], embedded_text(c), negative) for c in positives[:POSITIVES_PER_QUESTION]]
+    with tempfile.TemporaryDirectory() as scratch:
+        lexical = {
+            doc_id: bm25_postings([embedded_text(c) for c in found], Path(scratch) / str(n))
+            for n, (doc_id, found) in enumerate(chunks.items())
+        }
+        for item in items:
+            if not item.get("evidence"):
+                continue
+            doc_chunks = chunks[item["document"]]
+            positives = evidence_passages(item, docs[item["document"]], doc_chunks)
+            hits = {c.chunk for c in positives}
+            bm25 = lexical[item["document"]].scores(tokenize([item["question"]])[0], 0, len(doc_chunks))
+            misses = [i for i in np.argsort(-bm25, kind="stable") if doc_chunks[i].chunk not in hits]
+            if not positives or not misses:
+                continue
+            negative = embedded_text(doc_chunks[misses[0]])
+            rows += [(item["question"], embedded_text(c), negative) for c in positives[:POSITIVES_PER_QUESTION]]
     return rows
 
 

@@ -9,8 +9,9 @@ the whole index) and memory from /proc/self/smaps_rollup, and waits. The second 
 is alive. RSS counts every resident page, shared or not; PSS divides shared pages among the processes mapping
 them; "private" is what the process alone holds, the memory a further worker adds.
 
-With `--copies N`, the live build of `--index` is first replicated N times into a temporary index (each copy a
-document of its own, with its original's vectors: no embedding), to see how the figures grow with the corpus.
+With `--copies N`, the live build of `--index` and N - 1 varied copies of it are first written into a temporary
+index (each copy a document of its own, its passages varied and its vectors derived from the originals': no
+embedding; see `vary`), to see how the figures grow with the corpus.
 It measures whichever `qa` is importable: run it with `PYTHONPATH=<checkout>/src` to compare two versions.
 
 With `--fork`, the workers are forked from this process after it imported what `qa serve`'s gunicorn master
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -68,23 +70,29 @@ def worker(index_dir: Path, questions: list[str]) -> None:
     sys.stdin.read()
 
 
-def replicate(source: Path, target: Path, copies: int, limit: int = 0) -> None:
-    """A build of `copies` copies of `source`'s live build, each document renamed, its vectors reused; with a
+def replicate(source: Path, target: Path, copies: int, limit: int = 0, seed: int = 0) -> None:
+    """A build of `source`'s live build and `copies - 1` varied copies of it (`vary`): no embedding. With a
     `limit`, documents stop being added once that many passages are in (one document at least)."""
     from qa.index import Plan, build_lock, load, make_live, write_staged
 
     index = load(source)
+    rng = np.random.default_rng(seed)
     documents, chunks, parts = [], [], []
     for k in range(copies):
         for doc in index.documents.values():
             if limit and chunks and len(chunks) >= limit:
                 break
             first, last = index.document_ranges[doc.id]
-            copy = dataclasses.replace(doc, id=f"{doc.id}-{k}", path=f"copy-{k}/{doc.path}")
+            if k == 0:
+                documents.append(doc)
+                chunks.extend(index.chunks[first:last])
+                rows = slice(index.sentence_offsets[first], index.sentence_offsets[last])
+                parts.append((index.vectors[first:last], index.sentence_vectors[rows], index.highlight_vectors[rows]))
+                continue
+            copy, copy_chunks, vectors = vary(index, doc, f"{doc.id}-{k}", f"copy-{k}/{doc.path}", rng)
             documents.append(copy)
-            chunks.extend(dataclasses.replace(c, document=copy.id) for c in index.chunks[first:last])
-            rows = slice(index.sentence_offsets[first], index.sentence_offsets[last])
-            parts.append((index.vectors[first:last], index.sentence_vectors[rows], index.highlight_vectors[rows]))
+            chunks.extend(copy_chunks)
+            parts.append(vectors)
     vectors = tuple(np.ascontiguousarray(np.concatenate([p[kind] for p in parts])) for kind in range(3))
 
     def export(staging: Path) -> dict:
@@ -99,6 +107,66 @@ def replicate(source: Path, target: Path, copies: int, limit: int = 0) -> None:
         write_staged(staging, Plan(documents, chunks, list(parts)), vectors, index.manifest["model"],  # type: ignore[arg-type]
                      index.manifest["chunking"], export, [])
         make_live(target, staging, build_id)
+
+
+def vary(index, doc, doc_id: str, path: str, rng: np.random.Generator):
+    """A copy of `doc` whose every passage differs from its original: one of its sentences dropped (when it has
+    two or more), one sentence of a passage of another document put in at a random place, and, one time in two, two
+    adjacent sentences swapped. Vectors are reused, not embedded: each sentence keeps its own sentence vector (a
+    sentence is embedded alone, so this one is exact) and its highlight vector (read in its original passage); the
+    passage vector is the normalised sum of its sentences' highlight vectors weighted by their words (what mean
+    pooling over the passage's tokens approximates). Returns the document, its chunks and its three vector arrays.
+    """
+    from qa.formats.layout import Paragraph, Section
+
+    first, last = index.document_ranges[doc.id]
+    offsets = index.sentence_offsets
+    total = len(index.chunks)
+    text, chunks, rows, weights, sections = "", [], [], [], {}
+    for original in index.chunks[first:last]:
+        own = list(range(offsets[original.chunk + first], offsets[original.chunk + first + 1]))
+        texts = {row: sentence for row, sentence in zip(own, original.sentence_texts())}
+        if len(own) > 1:
+            own.pop(int(rng.integers(len(own))))
+        donor = int(rng.integers(total))
+        while first <= donor < last:
+            donor = int(rng.integers(total))
+        donor_rows = range(offsets[donor], offsets[donor + 1])
+        borrowed = int(rng.integers(len(donor_rows)))
+        texts[donor_rows[borrowed]] = index.chunks[donor].sentence_texts()[borrowed]
+        own.insert(int(rng.integers(len(own) + 1)), donor_rows[borrowed])
+        if len(own) > 1 and rng.random() < 0.5:
+            i = int(rng.integers(len(own) - 1))
+            own[i], own[i + 1] = own[i + 1], own[i]
+        if text:
+            text += "\n\n"
+        start, spans = len(text), []
+        for i, row in enumerate(own):
+            text += (" " if i else "") + texts[row]
+            spans.append((len(text) - len(texts[row]), len(text)))
+            weights.append(max(1, len(texts[row].split())))
+        rows.append(own)
+        chunks.append(dataclasses.replace(original, document=doc_id, start=start, end=len(text),
+                                          text=text[start:], sentences=tuple(spans)))
+        span = sections.setdefault(original.section_index, [original.section, start, len(text)])
+        span[2] = len(text)
+    flat = np.concatenate(rows)
+    highlights = np.asarray(index.highlight_vectors[flat], dtype=np.float32)
+    starts = np.cumsum([0] + [len(r) for r in rows[:-1]])
+    pooled = np.add.reduceat(highlights * np.asarray(weights, dtype=np.float32)[:, None], starts)
+    passages = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    numbers = {key: i for i, key in enumerate(sections)}
+    within: dict[int, int] = {}
+    paragraphs = []
+    for c in chunks:
+        within[c.section_index] = within.get(c.section_index, 0) + 1
+        paragraphs.append(Paragraph(c.start, c.end, numbers[c.section_index], within[c.section_index]))
+    chunks = [dataclasses.replace(c, section_index=numbers[c.section_index], paragraph=p.number)
+              for c, p in zip(chunks, paragraphs)]
+    copy = dataclasses.replace(doc, id=doc_id, path=path, sha256=hashlib.sha256(text.encode()).hexdigest(), text=text,
+                               sections=tuple(Section(t, s, e) for t, s, e in sections.values()),
+                               paragraphs=tuple(paragraphs), pages=())
+    return copy, chunks, (passages.astype(np.float32), index.sentence_vectors[flat], highlights)
 
 
 def measure(index_dir: Path, questions: Path | None) -> list[dict]:

@@ -151,7 +151,7 @@ def test_a_summary_file_out_of_step_with_the_documents_is_damage(tiny_index):
     records = json.loads(path.read_text(encoding="utf-8"))
     path.write_text(json.dumps(records[::-1]), encoding="utf-8")
     with pytest.raises(ValueError, match="does not match"):
-        load(tiny_index).document_summaries
+        _ = load(tiny_index).document_summaries
 
 
 def test_the_stop_words_are_those_of_bm25s():

@@ -31,7 +31,8 @@ from qa.cli import main
 from qa.engine import IndexHolder, open_searcher
 from qa.evaluation import load_jsonl
 from qa.faiss_store import FaissBm25Store
-from qa.index import build, load
+from qa.index import IndexUnavailable, build, load
+from qa.lexical import tokenize
 from qa.postgres_store import Database, DatabaseUnavailable, PostgresBackend, PostgresStore, database, publish
 
 pytestmark = pytest.mark.postgres
@@ -126,17 +127,76 @@ def test_first_publish_writes_every_document_and_a_second_is_a_no_op(published):
     assert publish(index, url).already_live
 
 
-def test_bm25_scores_equal_the_faiss_backend(published):
+def test_bm25_candidates_equal_the_faiss_backend(published):
     index, url, _ = published
     built = load(index)
     files, pg = FaissBm25Store(built), PostgresStore(built, Database(url))
+    dense = np.array([3, 40, 41, len(built.chunks) - 1])
     for question in QUESTIONS:
         for document in [None, *built.documents]:
-            expected = files.lexical_scores(question, document)
-            got = pg.lexical_scores(question, document)
-            assert got.shape == expected.shape
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=f"{question!r} in {document}")
+            first, last = files.scope(document)
+            within = dense[(dense >= first) & (dense < last)]
+            expected = files.lexical_candidates(question, document, 20, within)
+            got = pg.lexical_candidates(question, document, 20, within)
+            np.testing.assert_array_equal(got[0], expected[0], err_msg=f"{question!r} in {document}")
+            np.testing.assert_allclose(got[1], expected[1], rtol=1e-5, atol=1e-6, err_msg=f"{question!r} in {document}")
     assert files.lexical_scores(QUESTIONS[0], None).max() > 0  # the comparison is not of zeros
+
+
+def test_approximate_bm25_gives_exact_scores_and_the_top_n_when_every_posting_is_read(published, monkeypatch):
+    """The whole-build path of a large build (forced here): candidates from each term's impact-ordered postings.
+    Read to the end, they are the exact top n of the passages that have a query word (the brute-force reference is
+    the FAISS backend's BM25); read only in part (3 postings a term), the choice may differ but every score is
+    still exact."""
+    index, url, _ = published
+    built = load(index)
+    files, pg = FaissBm25Store(built), PostgresStore(built, Database(url), approximate_above=0)
+    dense = np.array([3, 40, len(built.chunks) - 1])
+    compared = 0
+    for question in QUESTIONS:
+        exact = files.lexical_scores(question, None)
+        matching = int((exact > 0).sum())
+        for depth in (len(built.chunks), 3):
+            monkeypatch.setattr(postgres_store, "LEXICAL_DEPTH", depth)
+            monkeypatch.setattr(postgres_store, "LEXICAL_WHOLE", 0)  # every list cut at `depth`
+            chunks, scores = pg.lexical_candidates(question, None, 20, dense)
+            np.testing.assert_allclose(scores, exact[chunks], rtol=1e-5, atol=1e-6, err_msg=question)
+            assert set(dense) <= set(chunks.tolist())
+            if depth == len(built.chunks):
+                top = np.sort(exact)[::-1][: min(20, matching)]
+                # the top 20 by score (a dense candidate among them counted once): the same scores, ties aside
+                assert len(chunks) == len(np.union1d(dense, np.argsort(-exact, kind="stable")[: len(top)]))
+                np.testing.assert_allclose(np.sort(exact[chunks])[::-1][: len(top)], top, rtol=1e-5)
+                compared += len(top)
+            else:  # at most 3 postings of each known term, and the dense candidates
+                assert len(chunks) <= 3 * len(set(tokenize([question])[0])) + len(dense)
+    assert compared > 20
+
+
+def test_hnsw_search_of_a_small_build_is_exact_and_one_document_search_stays_exact(published):
+    """The whole-build dense path of a large build (forced here) reads the HNSW index built at publishing; on a
+    build this small its top 10 is the exact top 10. Search within one document never uses it."""
+    index, url, _ = published
+    built = load(index)
+    db = Database(url)
+    files, pg = FaissBm25Store(built), PostgresStore(built, db, approximate_above=0)
+    embedder = FakeEmbedder()
+    vector = embedder.encode([QUESTIONS[0]])[0]
+    # a table this small is cheaper to read whole: the planner is told not to, as it decides by itself for 10^5 rows
+    db.run(lambda conn: conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off"))
+    plan = "\n".join(r[0] for r in db.rows(
+        "EXPLAIN SELECT version, position FROM qa_passages WHERE version = ANY(%s) ORDER BY vector <#> %s LIMIT 10",
+        (pg.version_list, vector)))
+    assert "qa_passages_vector" in plan
+    for question in QUESTIONS:
+        vector = embedder.encode([question])[0]
+        exact = files.passage_similarities(np.arange(len(built.chunks)), vector)
+        for document in [None, *built.documents]:
+            scope = files.scope(document)
+            got = pg.dense_candidates(vector, scope, 10)
+            assert len(got) == min(10, scope[1] - scope[0]) and np.all((got >= scope[0]) & (got < scope[1]))
+            want = np.sort(exact[scope[0]:scope[1]])[::-1][:10]
+            np.testing.assert_allclose(np.sort(exact[got])[::-1], want, atol=1e-6, err_msg=f"{question!r} {document}")
 
 
 def test_searches_equal_the_faiss_backend(published):
@@ -170,6 +230,24 @@ def test_searches_equal_the_faiss_backend(published):
                                                files.store.highlight_similarities(chunk, vector), atol=1e-5)
 
 
+def test_a_build_published_before_impacts_is_refused_then_upgraded_by_publishing_again(published):
+    """A database written by the layout before impacts and build statistics: a store refuses its live build with
+    a clear message, and publishing the same build again fills both in; the scores are then the FAISS backend's."""
+    index, url, _ = published
+    db = Database(url)
+    built = load(index)
+    expected = PostgresStore(built, db, approximate_above=0).lexical_candidates(QUESTIONS[1], None, 20, np.array([0]))
+    db.run(lambda conn: conn.execute("DELETE FROM qa_build_stats; DELETE FROM qa_build_terms; "
+                                     "UPDATE qa_postings SET impact = 0"))
+    with pytest.raises(IndexUnavailable, match="published by an earlier version"):
+        PostgresStore(built, db)
+    assert publish(index, url).already_live
+    assert db.rows("SELECT count(*) FROM qa_postings WHERE impact = 0") == [(0,)]
+    got = PostgresStore(built, db, approximate_above=0).lexical_candidates(QUESTIONS[1], None, 20, np.array([0]))
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
+
+
 def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds(corpus, published, tmp_path):
     index, url, _ = published
     changed = tmp_path / "corpus"
@@ -187,6 +265,13 @@ def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds
         assert (version == versions_before[doc_id]) is (doc_id != "rivers")
     searcher = open_searcher(index, embedder=FakeEmbedder(), backend=PostgresBackend(url))
     assert "Danube" in searcher.search("Danube countries", 1)["results"][0]["text"]
+    # the build's document frequencies, derived from the previous build's, equal a count over its documents
+    counted = db.rows("SELECT term, sum(df) FROM qa_document_terms JOIN qa_build_documents USING (version) "
+                      "WHERE build = %s GROUP BY term ORDER BY term", (report.build_id,))
+    derived = db.rows("SELECT term, df FROM qa_build_terms WHERE build = %s ORDER BY term", (report.build_id,))
+    assert derived == counted and any(term == "danub" for term, _ in derived)
+    assert db.rows("SELECT passages FROM qa_build_stats WHERE build = %s", (report.build_id,)) == [
+        (len(searcher.index.chunks),)]
     # a third build: the first is deleted, with the rows only it listed (the old rivers and mountains)
     (changed / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
     build(changed, index, FakeEmbedder())

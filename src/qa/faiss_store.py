@@ -7,6 +7,7 @@ import numpy as np
 from .index import Index, IndexUnavailable
 from .index import section_centroids as compute_section_centroids
 from .lexical import Postings, tokenize
+from .store import join_lexical_top
 
 
 class FaissBm25Store:
@@ -37,6 +38,12 @@ class FaissBm25Store:
     def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
         """BM25 over the scope; within one document, with that document's statistics alone (`Postings.scores`)."""
         return self.postings.scores(tokenize([query])[0], *self.scope(document))
+
+    def lexical_candidates(
+        self, query: str, document: str | None, n: int, dense: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top `n` by BM25 (every passage of the scope is scored), joined with `dense`."""
+        return join_lexical_top(self.lexical_scores(query, document), self.scope(document)[0], n, dense)
 
     def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         return self.index.vectors[chunks] @ query_vector

@@ -26,12 +26,10 @@ from .chunking import MAX_WORDS, Chunk, chunk_document
 from .documents import CorpusError, Document, SkippedFile, corpus_files, fingerprint, scan_corpus
 from .embedding import Embedder, SpanEmbedder
 from .lexical import STOPWORDS, Postings
-from .passages import (  # noqa: F401 - the record functions are re-exported (postgres_store reads them here)
+from .passages import (
     ChunkSequence,
     DocumentMapping,
     DocumentSummary,
-    document_from_record,
-    document_record,
     ranges_from_counts,
     summarize,
     write_passages,

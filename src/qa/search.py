@@ -114,18 +114,15 @@ class Searcher:
     def features(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Features:
         """The candidates (the best by each signal within the scope, joined) and their signals."""
         store = self.store
-        scope = store.scope(document)
-        lexical_all = store.lexical_scores(query, document)
-        n = min(CANDIDATES, len(lexical_all))
-        lexical_top = scope[0] + np.argpartition(-lexical_all, n - 1)[:n]
-        candidates = np.union1d(store.dense_candidates(query_vector, scope, CANDIDATES), lexical_top)
+        dense = store.dense_candidates(query_vector, store.scope(document), CANDIDATES)
+        candidates, lexical = store.lexical_candidates(query, document, CANDIDATES, dense)
         return Features(
             query,
             candidates,
             store.passage_similarities(candidates, query_vector),
             store.best_sentence_similarities(candidates, query_vector),
             store.section_similarities(candidates, query_vector),
-            lexical_all[candidates - scope[0]],
+            lexical,
         )
 
     def rank(self, query: str, query_vector: np.ndarray, document: str | None = None) -> Ranking:

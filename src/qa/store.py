@@ -21,11 +21,15 @@ class PassageStore(Protocol):
         """Chunk ids of (up to) the `n` passages of `scope` nearest to the question's vector."""
         ...
 
-    def lexical_scores(self, query: str, document: str | None) -> np.ndarray:
-        """BM25 score of every passage in the scope of `document` (all passages for None), in chunk id order.
+    def lexical_candidates(
+        self, query: str, document: str | None, n: int, dense: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (up to) `n` passages of the scope of `document` (all passages for None) with the highest BM25, joined
+        with the chunk ids `dense`: the union's chunk ids in ascending order, and the BM25 score of each.
 
         Within one document the word statistics are that document's alone, so that a search within it ranks
-        exactly as if it were the only document stored.
+        exactly as if it were the only document stored; the scores are exact, the choice of the top `n` over every
+        passage may be approximate (a store says how).
         """
         ...
 
@@ -44,3 +48,10 @@ class PassageStore(Protocol):
     def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
         """cos(question, sentence) of each sentence of one passage, each sentence read in its passage."""
         ...
+
+
+def join_lexical_top(scores: np.ndarray, first: int, n: int, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`PassageStore.lexical_candidates` from the BM25 score of every passage of a scope starting at chunk `first`."""
+    n = min(n, len(scores))
+    candidates = np.union1d(dense, first + np.argpartition(-scores, n - 1)[:n])
+    return candidates, scores[candidates - first]
