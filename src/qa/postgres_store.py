@@ -67,8 +67,8 @@ EF_SEARCH = 100
 # Postings read per query term, in descending impact (the term's BM25 weight in its passage), for the BM25
 # candidates of a whole-build search: a passage outside every term's first LEXICAL_DEPTH is not a candidate
 # (`docs/scale.md` measures the recall and cost of other values).
-LEXICAL_DEPTH = 500
-LEXICAL_WHOLE = 10_000  # ... unless it has at most this many postings in the build: then all of them
+LEXICAL_DEPTH = 300
+LEXICAL_WHOLE = 20_000  # ... unless it has at most this many postings in the build: then all of them
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
