@@ -110,6 +110,7 @@ def test_an_incremental_build_writes_the_files_of_a_fresh_one(tiny_corpus, tiny_
     ("words.hashes.npy", "truncate", "damaged"),
     ("documents.ids.json", "truncate", "damaged"),
     ("documents.summary.json", "remove", "documents.summary.json is missing"),
+    ("documents.pages.offsets.npy", "truncate", "damaged"),
     ("sections.npy", "swap", "inconsistent"),
 ])
 def test_a_damaged_or_missing_file_is_reported_clearly(tiny_index, name, damage, message):
@@ -144,6 +145,7 @@ def test_listings_read_summaries_that_match_the_documents(tiny_index):
         doc = index.documents[summary.id]
         assert (summary.title, summary.byline, summary.sections) == (doc.title, doc.byline, doc.sections)
         assert summary.paragraph_count == len(doc.paragraphs) > 0
+        assert index.page_starts(summary.id) == doc.pages
 
 
 def test_a_summary_file_out_of_step_with_the_documents_is_damage(tiny_index):

@@ -59,7 +59,8 @@ class FaissBm25Store:
         return np.maximum.reduceat(similarities, group_starts)
 
     def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        return (self.centroids @ query_vector)[self.section_of[chunks]]
+        """The candidates' section centroids only: an archive has tens of thousands of sections."""
+        return self.centroids[self.section_of[chunks]] @ query_vector
 
     def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
         first, last = self.index.sentence_offsets[chunk], self.index.sentence_offsets[chunk + 1]

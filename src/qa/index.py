@@ -100,6 +100,12 @@ class Index:
     def build_id(self) -> str:
         return self.path.name
 
+    def page_starts(self, doc_id: str) -> tuple[int, ...]:
+        """Where each page of a document starts in its text (empty for unpaged formats)."""
+        if isinstance(self.documents, DocumentMapping):
+            return self.documents.page_starts(doc_id)  # without parsing the document
+        return self.documents[doc_id].pages
+
     @cached_property
     def document_summaries(self) -> list[DocumentSummary]:
         """Every document without its text, in order: what listings show, read once per process."""

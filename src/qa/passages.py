@@ -18,7 +18,7 @@ import numpy as np
 from .chunking import Chunk
 from .documents import Document
 from .formats.layout import Paragraph, Section
-from .tables import Blob, DamagedTable, write_blob
+from .tables import Blob, DamagedTable, mapped, write_blob
 
 DOCUMENT_CACHE = 32  # documents kept parsed in a worker: a search cites a few, each many times
 
@@ -88,13 +88,16 @@ def _json(record: dict) -> bytes:
 
 
 def write_passages(folder: Path, chunks: Sequence[Chunk], documents: Sequence[Document]) -> None:
-    """`chunks.bin` and `documents.bin` (with their offsets), `documents.ids.json` and `documents.summary.json`, in
-    chunk id order."""
+    """`chunks.bin` and `documents.bin` (with their offsets), `documents.ids.json`, `documents.summary.json` and
+    each document's page starts (`documents.pages.npy`, with offsets), in chunk id order."""
     write_blob(folder, "chunks", (_json(c.to_record()) for c in chunks))
     write_blob(folder, "documents", (_json(document_record(d)) for d in documents))
     (folder / "documents.ids.json").write_text(json.dumps([d.id for d in documents], ensure_ascii=False), "utf-8")
     summaries = [summary_record(d) for d in documents]
     (folder / "documents.summary.json").write_text(json.dumps(summaries, ensure_ascii=False), "utf-8")
+    page_counts = [len(d.pages) for d in documents]
+    np.save(folder / "documents.pages.npy", np.array([p for d in documents for p in d.pages], dtype=np.int64))
+    np.save(folder / "documents.pages.offsets.npy", np.concatenate([[0], np.cumsum(page_counts, dtype=np.int64)]))
 
 
 class ChunkSequence(Sequence[Chunk]):
@@ -133,6 +136,16 @@ class DocumentMapping(Mapping[str, Document]):
         self.folder = folder
         if not (folder / "documents.summary.json").is_file():
             raise DamagedTable("documents.summary.json is missing")
+        self.pages = mapped(folder / "documents.pages.npy")
+        self.page_offsets = mapped(folder / "documents.pages.offsets.npy")
+        if self.page_offsets.shape != (len(ids) + 1,) or int(self.page_offsets[-1]) != len(self.pages):
+            raise DamagedTable("documents.pages.npy does not match its offsets")
+
+    def page_starts(self, doc_id: str) -> tuple[int, ...]:
+        """Where each page of a document starts in its text (empty for unpaged formats), without parsing it: what a
+        search result's page numbers need."""
+        position = self.position[doc_id]
+        return tuple(self.pages[self.page_offsets[position] : self.page_offsets[position + 1]].tolist())
 
     @cached_property
     def summaries(self) -> list[DocumentSummary]:

@@ -161,7 +161,7 @@ class Searcher:
         results = []
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
-            page, page_end = page_span(self.index.documents[c.document].pages, c.start, c.end)
+            page, page_end = page_span(self.index.page_starts(c.document), c.start, c.end)
             results.append(
                 {
                     "rank": rank,
