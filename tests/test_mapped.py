@@ -152,8 +152,16 @@ def test_a_summary_file_out_of_step_with_the_documents_is_damage(tiny_index):
     path = live_build(tiny_index) / "documents.summary.json"
     records = json.loads(path.read_text(encoding="utf-8"))
     path.write_text(json.dumps(records[::-1]), encoding="utf-8")
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(IndexUnavailable, match="does not match.*run `qa build`"):
         _ = load(tiny_index).document_summaries
+
+
+def test_a_damaged_summary_file_is_a_503_not_a_500(app, client, tiny_index):
+    (live_build(tiny_index) / "documents.summary.json").write_text("{not json", encoding="utf-8")
+    for url in ("/api/documents", "/documents", "/"):
+        response = client.get(url)
+        assert response.status_code == 503, url
+    assert "run `qa build`" in client.get("/api/documents").get_json()["error"]["message"]
 
 
 def test_the_stop_words_are_those_of_bm25s():

@@ -108,10 +108,14 @@ class Index:
 
     @cached_property
     def document_summaries(self) -> list[DocumentSummary]:
-        """Every document without its text, in order: what listings show, read once per process."""
-        if isinstance(self.documents, DocumentMapping):
+        """Every document without its text, in order: what listings show, read once per process (a damaged file is
+        IndexUnavailable, which the pages and the API answer with 503)."""
+        if not isinstance(self.documents, DocumentMapping):
+            return [summarize(d) for d in self.documents.values()]
+        try:
             return self.documents.summaries
-        return [summarize(d) for d in self.documents.values()]
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # DamagedTable and JSONDecodeError are ValueErrors
+            raise IndexUnavailable(f"index at {self.path} is damaged ({exc}); run `qa build`") from exc
 
     def summary(self) -> dict:
         m = self.manifest
