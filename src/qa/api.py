@@ -136,6 +136,8 @@ def health():
     holder = live.index_holder()
     try:
         searcher = holder.get()
+        if holder.unreachable is not None:  # the database did not answer the last check
+            raise IndexUnavailable(holder.unreachable)
     except IndexUnavailable as exc:
         detail = contract.ErrorDetail(code="index_unavailable", message=str(exc))
         return _error_response(contract.Unavailable(status="unavailable", error=detail), detail.code)

@@ -131,6 +131,9 @@ class IndexHolder:
         self.encoder, self.threads = encoder, threads  # for `load_embedder`
         self.searcher: Searcher | None = None
         self.error: str | None = None
+        # Why the database could not be asked at the last check (a request's or the watcher's), None once a check
+        # succeeds: health reads it, so that it does not say ok between two checks while the server is down.
+        self.unreachable: str | None = None
         self._stamp: object = None
         self._checked = 0.0
         self._loading = threading.Lock()
@@ -147,8 +150,15 @@ class IndexHolder:
         if not wait and now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        if not wait and self._live_stamp() == self._stamp:
-            return
+        if not wait:
+            try:
+                stamp = self._live_stamp()
+            except DatabaseUnavailable as exc:
+                self.unreachable = str(exc)
+                raise
+            self.unreachable = None
+            if stamp == self._stamp:
+                return
         if not self._loading.acquire(blocking=wait):
             return
         if wait:
