@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .index import Index, IndexUnavailable
-from .index import section_centroids as compute_section_centroids
 from .lexical import Postings, tokenize
 from .store import join_lexical_top
 
@@ -65,8 +64,3 @@ class FaissBm25Store:
     def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
         first, last = self.index.sentence_offsets[chunk], self.index.sentence_offsets[chunk + 1]
         return self.index.highlight_vectors[first:last] @ query_vector
-
-
-def section_centroids(index: Index) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk's section number, and one unit vector per section: the build's own, else computed."""
-    return index.sections or compute_section_centroids(index.chunks, index.vectors)

@@ -39,7 +39,6 @@ import faiss
 import numpy as np
 
 from .chunking import Chunk
-from .faiss_store import section_centroids
 from .index import (
     APPROXIMATE_ABOVE,
     BUILDS,
@@ -48,6 +47,7 @@ from .index import (
     document_ranges,
     embedded_text,
     load,
+    section_centroids,
 )
 from .lexical import B as BM25_B
 from .lexical import K1 as BM25_K1
@@ -291,7 +291,7 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                 "INSERT INTO qa_builds (id, manifest) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                 (built.build_id, Jsonb(built.manifest)),
             )
-            section_of, centroids = section_centroids(built)
+            section_of, centroids = built.sections or section_centroids(built.chunks, built.vectors)
             records = {doc_id: document_record(doc) for doc_id, doc in built.documents.items()}
             keys = {doc_id: document_key(record, built.manifest) for doc_id, record in records.items()}
             found = {
