@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunking import Chunk
 from .confidence import Calibration
 from .embedding import Embedder
 from .faiss_store import FaissBm25Store
 from .formats.reader import page_span
-from .chunking import Chunk
 from .index import Index
 from .lexical import STOPWORDS
 from .rankers import Features, Weights, make_ranker
