@@ -109,8 +109,19 @@ class Passages(Sequence[Chunk]):
 
 
 class Documents(Mapping[str, Document]):
-    """`Index.documents`: id -> `Document`, read when asked for, and what a result and a listing need of the
-    documents without reading their text."""
+    """`Index.documents`: id -> `Document`, read from its record when asked for (the last `DOCUMENT_CACHE` kept),
+    and what a result and a listing need of the documents without reading their text.
+
+    `where` maps each id, in chunk id order, to what `_read` finds its record by.
+    """
+
+    def __init__(self, where: dict[str, int]) -> None:
+        self.where = where
+        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._read)
+
+    @abstractmethod
+    def _read(self, where: int) -> Document:
+        """The document whose record is at `where`."""
 
     @abstractmethod
     def page_starts(self, doc_id: str) -> tuple[int, ...]:
@@ -120,6 +131,18 @@ class Documents(Mapping[str, Document]):
     @abstractmethod
     def summaries(self) -> list[DocumentSummary]:
         """Every document's summary, in chunk id order (read once, when a listing first asks)."""
+
+    def __getitem__(self, doc_id: str) -> Document:
+        return self._parsed(self.where[doc_id])
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
 
 
 class ChunkSequence(Passages):
@@ -145,16 +168,14 @@ class ChunkSequence(Passages):
 
 
 class DocumentMapping(Documents):
-    """`Index.documents` of a loaded build: id -> `Document`, parsed from its record when asked for (the last
-    `DOCUMENT_CACHE` kept)."""
+    """`Index.documents` of a loaded build: each record found by its position in `documents.bin`."""
 
     def __init__(self, folder: Path) -> None:
         self.records = Blob(folder, "documents")
         ids = json.loads((folder / "documents.ids.json").read_text(encoding="utf-8"))
         if not isinstance(ids, list) or len(ids) != len(self.records):
             raise ValueError("documents.ids.json does not match documents.bin")
-        self.position = {doc_id: i for i, doc_id in enumerate(ids)}
-        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._parse)
+        super().__init__({doc_id: i for i, doc_id in enumerate(ids)})
         self.folder = folder
         if not (folder / "documents.summary.json").is_file():
             raise DamagedTable("documents.summary.json is missing")
@@ -165,7 +186,7 @@ class DocumentMapping(Documents):
 
     def page_starts(self, doc_id: str) -> tuple[int, ...]:
         """Without parsing the document (`documents.pages.npy`)."""
-        position = self.position[doc_id]
+        position = self.where[doc_id]
         return tuple(self.pages[self.page_offsets[position] : self.page_offsets[position + 1]].tolist())
 
     @cached_property
@@ -173,24 +194,12 @@ class DocumentMapping(Documents):
         """Read from `documents.summary.json` the first time a listing asks."""
         records = json.loads((self.folder / "documents.summary.json").read_text(encoding="utf-8"))
         summaries = [summary_from_record(r) for r in records]
-        if [s.id for s in summaries] != list(self.position):
+        if [s.id for s in summaries] != list(self.where):
             raise DamagedTable("documents.summary.json does not match documents.ids.json")
         return summaries
 
-    def _parse(self, position: int) -> Document:
-        return document_from_record(json.loads(self.records[position]))
-
-    def __getitem__(self, doc_id: str) -> Document:
-        return self._parsed(self.position[doc_id])
-
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self.position
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.position)
-
-    def __len__(self) -> int:
-        return len(self.position)
+    def _read(self, where: int) -> Document:
+        return document_from_record(json.loads(self.records[where]))
 
 
 def ranges_from_counts(ids: Sequence[str], counts: np.ndarray) -> dict[str, tuple[int, int]]:

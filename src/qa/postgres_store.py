@@ -61,7 +61,6 @@ from .lexical import B as BM25_B
 from .lexical import K1 as BM25_K1
 from .lexical import STOPWORDS, tokenize
 from .passages import (
-    DOCUMENT_CACHE,
     Documents,
     DocumentSummary,
     Passages,
@@ -728,17 +727,16 @@ class DatabaseChunks(Passages):
 
 
 class DatabaseDocuments(Documents):
-    """`Index.documents` of a published build: a document read from `qa_documents` when asked for (the last
-    `DOCUMENT_CACHE` kept), its page starts and the summaries from `qa_document_summaries`."""
+    """`Index.documents` of a published build: each record found by its version in `qa_documents`; the page
+    starts (the last `PAGES_CACHE` kept) and the summaries from `qa_document_summaries`."""
 
     def __init__(self, db: Database, build_id: str, ids: list[str], versions: list[int]) -> None:
+        super().__init__(dict(zip(ids, versions)))
         self.db, self.build_id = db, build_id
-        self.version = dict(zip(ids, versions))
-        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._read)
         self._pages = lru_cache(maxsize=PAGES_CACHE)(self._read_pages)
 
-    def _read(self, version: int) -> Document:
-        (record,) = self.db.rows("SELECT record FROM qa_documents WHERE version = %s", (version,))[0]
+    def _read(self, where: int) -> Document:
+        (record,) = self.db.rows("SELECT record FROM qa_documents WHERE version = %s", (where,))[0]
         return document_from_record(record)
 
     def _read_pages(self, version: int) -> tuple[int, ...]:
@@ -746,7 +744,7 @@ class DatabaseDocuments(Documents):
         return tuple(pages)
 
     def page_starts(self, doc_id: str) -> tuple[int, ...]:
-        return self._pages(self.version[doc_id])
+        return self._pages(self.where[doc_id])
 
     @cached_property
     def summaries(self) -> list[DocumentSummary]:
@@ -756,18 +754,6 @@ class DatabaseDocuments(Documents):
             (self.build_id,),
         )
         return [summary_from_record(r) for (r,) in rows]
-
-    def __getitem__(self, doc_id: str) -> Document:
-        return self._parsed(self.version[doc_id])
-
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self.version
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.version)
-
-    def __len__(self) -> int:
-        return len(self.version)
 
 
 class DatabaseVocabulary:
