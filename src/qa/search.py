@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunking import Chunk
 from .confidence import Calibration
 from .embedding import Embedder
 from .faiss_store import FaissBm25Store
 from .formats.reader import page_span
-from .index import Index, embedded_text
+from .index import Index
 from .lexical import STOPWORDS
 from .rankers import Features, Weights, make_ranker
-from .spelling import CountedVocabulary, Correction, Speller
+from .spelling import Correction, Speller
 from .store import PassageStore
 
 MAX_QUERY_CHARS = 1000
@@ -103,11 +104,7 @@ class Searcher:
         self.ranker = make_ranker(weights)
         self.embedder = embedder
         self.store: PassageStore = store or FaissBm25Store(index)
-        # the build's mapped vocabulary and dictionary; with the passages elsewhere (PostgreSQL), counted here
-        if index.vocabulary is not None:
-            self.speller = Speller(index.vocabulary, STOPWORDS, index.vocabulary.english)
-        else:
-            self.speller = Speller(CountedVocabulary((embedded_text(c) for c in index.chunks), STOPWORDS), STOPWORDS)
+        self.speller = Speller(index.vocabulary, STOPWORDS, index.vocabulary.english)  # the build's, not counted here
         self.calibration = calibration
         self.threshold = calibration.threshold if answerable_threshold is None else answerable_threshold
 
@@ -132,10 +129,11 @@ class Searcher:
         order = np.argsort(-fused, kind="stable")
         return Ranking(features.chunks[order], fused[order], features.sentence[order], features.passage[order])
 
-    def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
-        """The sentence of the passage closest to the question (or two adjacent ones that answer together)."""
+    def highlight(self, chunk_id: int, query_vector: np.ndarray, chunk: Chunk | None = None) -> list[dict]:
+        """The sentence of the passage closest to the question (or two adjacent ones that answer together); `chunk`
+        is the passage's record when the caller has read it."""
         a, b = best_sentences(self.store.highlight_similarities(chunk_id, query_vector))
-        sentences = self.index.chunks[chunk_id].sentences
+        sentences = (chunk or self.index.chunks[chunk_id]).sentences
         return [{"start": sentences[a][0], "end": sentences[b][1]}]
 
     def confidence_signals(self, ranking: Ranking) -> dict[str, float]:
@@ -159,8 +157,8 @@ class Searcher:
         correction, query_vector, ranking, signals = self.prepare(query, document)
         confidence = self.calibration.confidence(signals)
         results = []
-        for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
-            c = self.index.chunks[int(chunk_id)]
+        top = ranking.chunks[:k].tolist()
+        for rank, (chunk_id, score, c) in enumerate(zip(top, ranking.scores[:k], self.index.passages(top)), start=1):
             page, page_end = page_span(self.index.page_starts(c.document), c.start, c.end)
             results.append(
                 {
@@ -176,7 +174,7 @@ class Searcher:
                     "start": c.start,
                     "end": c.end,
                     "text": c.text,
-                    "highlights": self.highlight(int(chunk_id), query_vector),
+                    "highlights": self.highlight(chunk_id, query_vector, c),
                 }
             )
         return {

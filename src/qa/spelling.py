@@ -89,6 +89,13 @@ class Vocabulary(Protocol):
         ...
 
 
+class BuildVocabulary(Vocabulary, Protocol):
+    """A build's vocabulary, with the speller's dictionary kept beside it (`english_words()` when it was built)."""
+
+    @property
+    def english(self) -> Container[str]: ...
+
+
 def word_counts(texts: Iterable[str]) -> Counter[str]:
     """Occurrences of each lower-case word of `texts`."""
     return Counter(w for text in texts for w in WORD.findall(text.lower()))
@@ -103,7 +110,7 @@ def indexed_variants(word: str, stopwords: frozenset[str]) -> set[str]:
 
 
 class CountedVocabulary:
-    """A `Vocabulary` built in memory from the corpus's text (a store with no saved vocabulary, and the tests)."""
+    """A `Vocabulary` counted in memory from the corpus's text: what a build's vocabulary must equal (the tests)."""
 
     def __init__(self, texts: Iterable[str], stopwords: frozenset[str] = frozenset()) -> None:
         self.frequency = word_counts(texts)
@@ -168,7 +175,8 @@ class Speller:
     Parameters
     ----------
     vocabulary
-        The corpus's words (its passages, as indexed): a build's `MappedVocabulary`, or a `CountedVocabulary`.
+        The corpus's words (its passages, as indexed): a build's (`MappedVocabulary`,
+        `postgres_store.DatabaseVocabulary`), or a `CountedVocabulary`.
     stopwords
         Words never corrected (and, when the vocabulary was made with the same, never offered as corrections).
     dictionary
