@@ -2,7 +2,7 @@
 
     python bench/archive.py --index REAL_PAPERS_INDEX --sizes 1,13115,52460,104920 \\
         [--build-json FIGURES | --corpus PAPERS] [--questions JSONL] [--backends faiss,postgres]
-        [--json PATH] [--plot SVG]
+        [--ef-search 128,256] [--json PATH] [--plot SVG]
     python bench/archive.py --replot artifacts/archive.json --plot docs/archive.svg   # table and plot again
 
 `--index` holds a live build of real papers (the 220 QASPER papers of `eval/qasper` and `eval/qasper-train`).
