@@ -2,7 +2,7 @@
 
     python bench/archive.py --index REAL_PAPERS_INDEX --sizes 1,13115,52460,104920 \\
         [--build-json FIGURES | --corpus PAPERS] [--questions JSONL] [--backends faiss,postgres]
-        [--json PATH] [--plot SVG]
+        [--ef-search 128,256] [--json PATH] [--plot SVG]
     python bench/archive.py --replot artifacts/archive.json --plot docs/archive.svg   # table and plot again
 
 `--index` holds a live build of real papers (the 220 QASPER papers of `eval/qasper` and `eval/qasper-train`).
@@ -21,7 +21,11 @@ measured here with `--corpus` (minutes). For each size and backend it measures:
   then the RSS and private memory of each worker from /proc (both have answered by then);
 - recall@10 of the dense search (FAISS index; PostgreSQL's HNSW index) against exact inner products over the same
   vectors, for the questions' vectors (1.0 below `index.APPROXIMATE_ABOVE`, where both are exact), and recall@100
-  of PostgreSQL's BM25 candidates against BM25 of every passage.
+  of PostgreSQL's BM25 candidates against BM25 of every passage;
+- FAISS: the seconds `worker_memory.replicate` took to write the build (`index.write_staged`: every file, the HNSW
+  index included), and `index.make_faiss_index` timed again alone on the build's passage vectors; with
+  `--ef-search`, recall@10 and the FAISS search's own p50 per question at each of those `efSearch` values (the
+  build's index searched, one question at a time).
 
 Every server started is stopped (the embedded PostgreSQL when its block ends, `qa serve` by SIGTERM); `--timeout`
 bounds each server's start.
@@ -43,6 +47,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +60,7 @@ from worker_memory import memory_mb, replicate  # noqa: E402
 from qa.engine import load_embedder, open_searcher  # noqa: E402
 from qa.faiss_store import FaissBm25Store  # noqa: E402
 from qa.evaluation import load_jsonl  # noqa: E402
-from qa.index import live_build, load  # noqa: E402
+from qa.index import live_build, load, make_faiss_index  # noqa: E402
 from qa.postgres_store import PostgresBackend, database, publish  # noqa: E402
 from qa.search import CANDIDATES  # noqa: E402
 
@@ -83,11 +88,28 @@ def recall(found: list[np.ndarray], exact: np.ndarray, k: int) -> float:
     return float(np.mean(shares))
 
 
-def faiss_recall_at_10(index_dir: Path, query_vectors: np.ndarray) -> float:
-    """recall@10 of the build's FAISS index against exact inner products over every passage vector."""
+def faiss_figures(index_dir: Path, query_vectors: np.ndarray, ef_search: list[int]) -> dict:
+    """recall@10 of the build's FAISS index against exact inner products over every passage vector (at the build's
+    own `efSearch`, then at each of `ef_search` with the index's search time per question); the seconds
+    `make_faiss_index` takes on the passage vectors."""
     index = load(index_dir)
+    exact = query_vectors @ np.asarray(index.vectors, dtype=np.float32).T
     _, found = index.faiss_index.search(query_vectors, 10)
-    return recall(list(found), query_vectors @ np.asarray(index.vectors, dtype=np.float32).T, 10)
+    figures: dict = {"recall_at_10": recall(list(found), exact, 10), "ef_search": {}}
+    for ef in ef_search if index.manifest["faiss"] == "hnsw" else []:
+        faiss.ParameterSpace().set_index_parameter(index.faiss_index, "efSearch", ef)
+        took, rows = [], []
+        for vector in query_vectors:
+            began = time.perf_counter()
+            rows.append(index.faiss_index.search(vector[None, :], 10)[1][0])
+            took.append((time.perf_counter() - began) * 1000)
+        figures["ef_search"][str(ef)] = {"recall_at_10": recall(rows, exact, 10), "p50_ms": percentile(took, 0.5),
+                                         "p99_ms": percentile(took, 0.99)}
+    vectors = np.ascontiguousarray(index.vectors, dtype=np.float32)
+    began = time.perf_counter()
+    make_faiss_index(vectors)
+    figures["faiss_index_s"] = time.perf_counter() - began
+    return figures
 
 
 def postgres_recalls(searcher, index_dir: Path, questions: list[str], query_vectors: np.ndarray) -> dict:
@@ -177,7 +199,7 @@ def measure_size(index_dir: Path, backend: str, embedder, items: list[dict], arg
         figures["passages"] = len(searcher.index.chunks)
         del searcher
         figures.update(http_figures(index_dir, questions, args.rounds, args.timeout, None))
-        figures["recall_at_10"] = faiss_recall_at_10(index_dir, embedder.encode(questions))
+        figures.update(faiss_figures(index_dir, embedder.encode(questions), args.ef_search))
         figures["bm25_recall_at_100"] = 1.0  # every passage scored
         return figures
     with database(index_dir, None) as url:
@@ -213,6 +235,12 @@ def print_table(build: dict, rows: list[dict]) -> None:
         print(f"{r['passages']:>9,} {r['backend']:9} {r['disk_bytes'] / 1e6:8.1f} {publish_s:>9} {r['open_s']:7.2f} "
               f"{r['search_p50_ms']:7.1f} {r['search_p99_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p99_ms']:8.1f} "
               f"{rss:>13} {private:>13} {r['recall_at_10']:9.3f} {r.get('bm25_recall_at_100', 1.0):10.3f}")
+    for r in rows:
+        if "write_s" in r and "faiss_index_s" in r:
+            sweep = "; ".join(f"efSearch {ef}: recall@10 {f['recall_at_10']:.3f}, FAISS p50 / p99 {f['p50_ms']:.2f} / "
+                              f"{f['p99_ms']:.2f} ms" for ef, f in r.get("ef_search", {}).items())
+            print(f"{r['passages']:>9,} faiss: build written in {r['write_s']:.0f} s (made in {r['replicate_s']:.0f} "
+                  f"s), make_faiss_index alone {r['faiss_index_s']:.1f} s" + (f"; {sweep}" if sweep else ""))
 
 
 BOTH = ("faiss", "postgres")
@@ -271,6 +299,8 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=QUESTIONS, help="JSONL with a `question` per line")
     parser.add_argument("--backends", default="faiss,postgres")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ef-search", type=lambda v: [int(x) for x in v.split(",")], default=[],
+                        help="FAISS: recall@10 and search time at these HNSW efSearch values, comma-separated")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a server may take to start")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--plot", type=Path, help="also draw cost against size into this SVG file")
@@ -297,8 +327,10 @@ def main() -> None:
         for backend in args.backends.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 index_dir = Path(tmp) / "index"
-                replicate(args.index, index_dir, copies, limit=size)
-                rows.append({"size": size, **measure_size(index_dir, backend, embedder, items, args)})
+                began = time.perf_counter()
+                write_s = replicate(args.index, index_dir, copies, limit=size)
+                made = {"size": size, "replicate_s": time.perf_counter() - began, "write_s": write_s}
+                rows.append({**made, **measure_size(index_dir, backend, embedder, items, args)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"build": build, "rows": rows}, indent=2) + "\n", encoding="utf-8")

@@ -70,14 +70,25 @@ def worker(index_dir: Path, questions: list[str]) -> None:
     sys.stdin.read()
 
 
-def replicate(source: Path, target: Path, copies: int, limit: int = 0, seed: int = 0) -> None:
+def replicate(source: Path, target: Path, copies: int, limit: int = 0, seed: int = 0) -> float:
     """A build of `source`'s live build and `copies - 1` varied copies of it (`vary`): no embedding. With a
-    `limit`, documents stop being added once that many passages are in (one document at least)."""
+    `limit`, documents stop being added once that many passages are in (one document at least). Returns the
+    seconds `index.write_staged` took (every file of the build, the HNSW index included).
+
+    Each document's vectors go straight into arrays sized for every copy (a copy's passage has at most one
+    sentence more than its original), not kept per document and concatenated: at 40 copies that held every
+    vector twice.
+    """
     from qa.index import Plan, build_lock, load, make_live, write_staged
 
     index = load(source)
     rng = np.random.default_rng(seed)
-    documents, chunks, parts = [], [], []
+    n, rows_bound = len(index.chunks), len(index.sentence_vectors) + len(index.chunks)
+    passages = np.empty((copies * n, index.vectors.shape[1]), dtype=np.float32)
+    sentences = np.empty((copies * rows_bound, index.sentence_vectors.shape[1]), dtype=index.sentence_vectors.dtype)
+    highlights = np.empty((copies * rows_bound, index.highlight_vectors.shape[1]), dtype=np.float32)
+    documents, chunks = [], []
+    rows = 0
     for k in range(copies):
         for doc in index.documents.values():
             if limit and chunks and len(chunks) >= limit:
@@ -85,15 +96,17 @@ def replicate(source: Path, target: Path, copies: int, limit: int = 0, seed: int
             first, last = index.document_ranges[doc.id]
             if k == 0:
                 documents.append(doc)
-                chunks.extend(index.chunks[first:last])
-                rows = slice(index.sentence_offsets[first], index.sentence_offsets[last])
-                parts.append((index.vectors[first:last], index.sentence_vectors[rows], index.highlight_vectors[rows]))
-                continue
-            copy, copy_chunks, vectors = vary(index, doc, f"{doc.id}-{k}", f"copy-{k}/{doc.path}", rng)
-            documents.append(copy)
-            chunks.extend(copy_chunks)
-            parts.append(vectors)
-    vectors = tuple(np.ascontiguousarray(np.concatenate([p[kind] for p in parts])) for kind in range(3))
+                new_chunks = index.chunks[first:last]
+                span = slice(index.sentence_offsets[first], index.sentence_offsets[last])
+                vectors = (index.vectors[first:last], index.sentence_vectors[span], index.highlight_vectors[span])
+            else:
+                copy, new_chunks, vectors = vary(index, doc, f"{doc.id}-{k}", f"copy-{k}/{doc.path}", rng)
+                documents.append(copy)
+            passages[len(chunks) : len(chunks) + len(new_chunks)] = vectors[0]
+            sentences[rows : rows + len(vectors[1])] = vectors[1]
+            highlights[rows : rows + len(vectors[2])] = vectors[2]
+            chunks.extend(new_chunks)
+            rows += len(vectors[1])
 
     def export(staging: Path) -> dict:
         if (index.path / "onnx").is_dir():
@@ -104,9 +117,12 @@ def replicate(source: Path, target: Path, copies: int, limit: int = 0, seed: int
     with build_lock(target):
         staging = target / "builds" / f".staging-{build_id}"
         staging.mkdir(parents=True)
-        write_staged(staging, Plan(documents, chunks, list(parts)), vectors, index.manifest["model"],  # type: ignore[arg-type]
-                     index.manifest["chunking"], export, [])
+        began = time.perf_counter()
+        write_staged(staging, Plan(documents, chunks), (passages[: len(chunks)], sentences[:rows], highlights[:rows]),
+                     index.manifest["model"], index.manifest["chunking"], export, [])
+        took = time.perf_counter() - began
         make_live(target, staging, build_id)
+    return took
 
 
 def vary(index, doc, doc_id: str, path: str, rng: np.random.Generator):
