@@ -132,11 +132,19 @@ class Searcher:
         order = np.argsort(-fused, kind="stable")
         return Ranking(features.chunks[order], fused[order], features.sentence[order], features.passage[order])
 
+    def highlights(self, chunk_ids: np.ndarray, query_vector: np.ndarray) -> list[list[dict]]:
+        """For each passage, its sentence closest to the question (or two adjacent ones that answer together); the
+        store is asked once for all of them."""
+        found = []
+        for chunk_id, similarities in zip(chunk_ids, self.store.highlight_similarities(chunk_ids, query_vector)):
+            a, b = best_sentences(similarities)
+            sentences = self.index.chunks[int(chunk_id)].sentences
+            found.append([{"start": sentences[a][0], "end": sentences[b][1]}])
+        return found
+
     def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
-        """The sentence of the passage closest to the question (or two adjacent ones that answer together)."""
-        a, b = best_sentences(self.store.highlight_similarities(chunk_id, query_vector))
-        sentences = self.index.chunks[chunk_id].sentences
-        return [{"start": sentences[a][0], "end": sentences[b][1]}]
+        """`highlights` of one passage."""
+        return self.highlights(np.array([chunk_id]), query_vector)[0]
 
     def confidence_signals(self, ranking: Ranking) -> dict[str, float]:
         """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
@@ -159,6 +167,7 @@ class Searcher:
         correction, query_vector, ranking, signals = self.prepare(query, document)
         confidence = self.calibration.confidence(signals)
         results = []
+        highlights = self.highlights(ranking.chunks[:k], query_vector)
         for rank, (chunk_id, score) in enumerate(zip(ranking.chunks[:k], ranking.scores[:k]), start=1):
             c = self.index.chunks[int(chunk_id)]
             page, page_end = page_span(self.index.page_starts(c.document), c.start, c.end)
@@ -176,7 +185,7 @@ class Searcher:
                     "start": c.start,
                     "end": c.end,
                     "text": c.text,
-                    "highlights": self.highlight(int(chunk_id), query_vector),
+                    "highlights": highlights[rank - 1],
                 }
             )
         return {
