@@ -243,11 +243,14 @@ def test_searches_equal_the_faiss_backend(published):
             dense = [np.sort(files.store.passage_similarities(s.dense_candidates(vector, scope, 100), vector))
                      for s in (files.store, pg.store)]
             np.testing.assert_allclose(dense[0], dense[1], atol=1e-5)
-            fresh = PostgresStore(pg.index, Database(url))  # asked for highlights alone, not after the signals
-            for chunk in chunks[:5].tolist():
-                for store in (pg.store, fresh):
-                    np.testing.assert_allclose(store.highlight_similarities(chunk, vector),
-                                               files.store.highlight_similarities(chunk, vector), atol=1e-5)
+            fresh = PostgresStore(pg.index, Database(url))  # asked for signals alone, not after BM25
+            for store in (pg.store, fresh):
+                np.testing.assert_allclose(store.passage_similarities(chunks, vector), features.passage, atol=1e-6)
+                np.testing.assert_allclose(store.section_similarities(chunks, vector), features.section, atol=1e-6)
+                highlights = store.highlight_similarities(chunks[:5], vector)
+                assert len(highlights) == min(5, len(chunks))
+                for got, want in zip(highlights, files.store.highlight_similarities(chunks[:5], vector)):
+                    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def without_scores(response: dict) -> tuple[str, float]:
@@ -375,6 +378,36 @@ def test_a_build_published_before_impacts_is_refused_then_upgraded_by_publishing
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
 
 
+def test_a_build_published_before_passage_signals_is_refused_then_upgraded_by_publishing_again(published):
+    """A database of the layout with a row per sentence (`qa_sentences`) and no `qa_passage_signals`: a store refuses
+    its live build with a clear message; publishing the same build again drops the old table and writes the rows
+    from the file build, and the signals and BM25 scores are then what they were."""
+    index, url, _ = published
+    db = Database(url)
+    built = load(index)
+    dense = np.array([3, 40, len(built.chunks) - 1])
+    vector = FakeEmbedder().encode([QUESTIONS[0]])[0]
+
+    def answers() -> list[np.ndarray]:
+        store = PostgresStore(built, db, approximate_above=0)
+        chunks, scores = store.lexical_candidates(QUESTIONS[0], None, 20, dense)
+        return [chunks, scores, store.passage_similarities(chunks, vector),
+                store.best_sentence_similarities(chunks, vector), store.section_similarities(chunks, vector),
+                *store.highlight_similarities(chunks[:3], vector)]
+
+    expected = answers()
+    db.run(lambda conn: conn.execute(
+        "DROP TABLE qa_passage_signals; CREATE TABLE qa_sentences (version bigint NOT NULL REFERENCES qa_documents "
+        "(version) ON DELETE CASCADE, position integer NOT NULL, sentence integer NOT NULL)"))
+    with pytest.raises(IndexUnavailable, match="published by an earlier version"):
+        PostgresStore(built, db)
+    assert publish(index, url).already_live
+    assert db.rows("SELECT to_regclass('qa_sentences')") == [(None,)]
+    assert db.rows("SELECT count(*) FROM qa_passage_signals") == [(len(built.chunks),)]
+    for got, want in zip(answers(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_an_incremental_build_writes_only_changed_documents_and_keeps_two_builds(corpus, published, tmp_path):
     index, url, _ = published
     changed = tmp_path / "corpus"
@@ -422,7 +455,7 @@ def test_a_publish_that_fails_midway_leaves_the_live_build_whole(corpus, publish
     index, url, _ = published
     db = Database(url)
     live_before = db.rows("SELECT build FROM qa_live")
-    tables = ("qa_builds", "qa_documents", "qa_passages", "qa_sentences", "qa_postings")
+    tables = ("qa_builds", "qa_documents", "qa_passages", "qa_passage_signals", "qa_postings")
     counts_before = [db.rows(f"SELECT count(*) FROM {t}") for t in tables]
     changed = tmp_path / "corpus"
     shutil.copytree(corpus, changed)

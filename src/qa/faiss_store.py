@@ -6,7 +6,7 @@ import numpy as np
 
 from .index import Index, IndexUnavailable
 from .lexical import Postings, tokenize
-from .store import join_lexical_top
+from .store import best_of_groups, join_lexical_top
 
 
 class FaissBm25Store:
@@ -54,13 +54,12 @@ class FaissBm25Store:
         group_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         # row of each sentence: its passage's first row plus its position within the passage
         rows = np.repeat(offsets[chunks] - group_starts, counts) + np.arange(counts.sum())
-        similarities = self.index.sentence_vectors[rows] @ query_vector
-        return np.maximum.reduceat(similarities, group_starts)
+        return best_of_groups(self.index.sentence_vectors[rows] @ query_vector, counts)
 
     def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         """The candidates' section centroids only: an archive has tens of thousands of sections."""
         return self.centroids[self.section_of[chunks]] @ query_vector
 
-    def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
-        first, last = self.index.sentence_offsets[chunk], self.index.sentence_offsets[chunk + 1]
-        return self.index.highlight_vectors[first:last] @ query_vector
+    def highlight_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> list[np.ndarray]:
+        offsets = self.index.sentence_offsets
+        return [self.index.highlight_vectors[offsets[c] : offsets[c + 1]] @ query_vector for c in chunks]

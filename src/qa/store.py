@@ -45,8 +45,9 @@ class PassageStore(Protocol):
         """cos(question, centroid of the passage's section) of each of `chunks`."""
         ...
 
-    def highlight_similarities(self, chunk: int, query_vector: np.ndarray) -> np.ndarray:
-        """cos(question, sentence) of each sentence of one passage, each sentence read in its passage."""
+    def highlight_similarities(self, chunks: np.ndarray, query_vector: np.ndarray) -> list[np.ndarray]:
+        """For each of `chunks` (a response's results): cos(question, sentence) of each of its sentences, each
+        sentence read in its passage."""
         ...
 
 
@@ -55,3 +56,8 @@ def join_lexical_top(scores: np.ndarray, first: int, n: int, dense: np.ndarray) 
     n = min(n, len(scores))
     candidates = np.union1d(dense, first + np.argpartition(-scores, n - 1)[:n])
     return candidates, scores[candidates - first]
+
+
+def best_of_groups(similarities: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The best of each group of consecutive `similarities`, group i being the next `counts[i]` (at least one)."""
+    return np.maximum.reduceat(similarities, np.concatenate([[0], np.cumsum(counts)[:-1]]))
